@@ -1,0 +1,35 @@
+# mofkit: the commands a user runs. Each creates the virtual environment (.venv) on first use.
+#   make run    the main job: every notebook, in order, headless (PROFILE=cpu by default)
+#   make test   the test suite (what CI runs)
+#   make lab    JupyterLab on the same environment
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.mofkit-installed
+PROFILE ?= cpu
+ARGS   ?=
+
+.PHONY: setup run test lab bench clean-runs
+
+setup: $(STAMP)
+
+# Reinstalled only when pyproject.toml changes; the package itself is installed editable.
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[notebooks,dev]"
+	@touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/python -m mofkit run --profile $(PROFILE) $(ARGS)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(ARGS)
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab notebooks/
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_data.py $(ARGS)
+
+clean-runs:
+	rm -rf runs reports

@@ -1,0 +1,239 @@
+"""Run configuration: commented dataclasses and named profiles.
+
+Every run is described by one :class:`Config`. Profiles are plain Python functions returning a
+``Config``: ``smoke`` (seconds, what the tests run), ``cpu`` (the default main job: the synthetic
+corpus with a CPU-sized model on 2 cores) and ``paper`` (MSR-VTT with pretrained ViT-B-32 on a GPU,
+the reference's K = 8, N = 32). Overrides use dotted keys::
+
+    cfg = get_config("cpu", {"data.num_frames": 8, "train.epochs": 10})
+
+Every checkpoint and metrics file stores ``cfg.to_dict()``; ``Config.from_dict`` reads it back.
+This module imports nothing from the rest of mofkit.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+
+@dataclass
+class SyntheticConfig:
+    """The built-in synthetic video-text corpus (see ``mofkit.data.synthetic``)."""
+
+    n_train: int = 1000  # training videos
+    n_test: int = 500  # test videos (one caption each, MSR-VTT 1k-A style)
+    frames: int = 32  # frames per video
+    size: int = 64  # frame side in pixels (square videos)
+    fps: int = 8  # frame rate written into the mp4 container
+    family_size: int = 4  # videos per hard-negative family (same objects, one event or the order differs)
+    captions_per_video: int = 5  # paraphrases per training video
+    seed: int = 0  # everything in the corpus follows from this seed
+
+
+@dataclass
+class DataConfig:
+    """Where videos and captions come from and how frames are sampled, decoded and cached."""
+
+    dataset: str = "synthetic"  # annotation reader: synthetic | msrvtt | msvd | didemo
+    root: str = "data/synthetic"  # folder with the annotation files (and videos/ unless video_dir is set)
+    video_dir: str | None = None  # folder with the video files; None means <root>/videos
+    train_split: str = "9k"  # MSR-VTT training list: 9k or 7k
+    num_frames: int = 4  # K: frames per video the model sees, in training and at test time
+    train_sampling: str = "uniform"  # baseline training frames: uniform (segment mid-points) | rand
+    dense_frames: int = 32  # frames per video in the cached dense grid that rand sampling draws from
+    decode_size: int = 64  # short side (px) that frames are resized to on decode and cached at
+    backend: str = "decord"  # video decoder: decord | pyav
+    cache_dir: str = "data/cache"  # decoded-frame caches (uint8 memory maps), shared by runs
+    num_workers: int = 0  # DataLoader worker processes (0 reads in the main process)
+    hflip: bool = False  # random horizontal flip in training; off by default, captions say left/right
+    crop_scale: tuple[float, float] = (0.8, 1.0)  # area range of the random resized crop in training
+
+
+@dataclass
+class ModelConfig:
+    """The retrieval model: an open_clip dual encoder with a temporal head over frames."""
+
+    arch: str = "mof-tiny"  # open_clip architecture (ViT-B-32, ViT-B-16, ...) or a mofkit tiny one
+    pretrained: str | None = None  # None, an open_clip pretrained tag (e.g. openai) or a checkpoint file
+    temporal_head: str = "meanP"  # meanP (mean over frames) | seqTransf (temporal transformer + residual)
+    temporal_layers: int = 2  # seqTransf depth
+    max_frames: int = 64  # seqTransf position embeddings: the most frames a video may have
+    context_length: int = 32  # text tokens: 32 for captions, 64 for DiDeMo paragraphs
+    fixed_temperature: float | None = None  # None: CLIP's learnable logit scale; 0.05: the reference's
+
+
+@dataclass
+class TrainConfig:
+    """The base level: optimisation of the model weights."""
+
+    epochs: int = 20  # passes over the training videos
+    batch_size: int = 32  # videos per step (one caption sampled per video)
+    lr: float = 1e-3  # learning rate of new modules, and of the towers when training from scratch
+    tower_lr: float | None = None  # learning rate of pretrained towers; None: same as lr
+    weight_decay: float = 0.1  # AdamW decay on matrices (not on biases, norms, embeddings)
+    warmup_fraction: float = 0.1  # share of all steps spent in linear warmup before the cosine decay
+    grad_clip: float = 1.0  # max global gradient norm; 0 disables clipping
+    grad_accum: int = 1  # micro-batches per optimiser step
+    precision: str = "auto"  # auto (bf16 on CUDA if supported, else fp32) | fp32 | bf16 | fp16
+    seed: int = 0  # seeds python, numpy and torch; sampling and init follow from it
+    eval_every: int = 1  # evaluate on the test split every this many epochs (0: only at the end)
+    eval_batch_size: int = 64  # videos per batch when encoding the test split
+
+
+@dataclass
+class MOFConfig:
+    """The meta level: Meta-Optimized Frames (see shared MOF.md and ``mofkit.bilevel``)."""
+
+    enabled: bool = False  # train on compressed frames with meta updates; False is the uniform baseline
+    meta_frames: int = 32  # N: whole-video frames in the meta loss
+    meta_sampling: str = "rand"  # how the N frames are drawn: rand (reference) | uniform
+    alpha: float = 1e-2  # inner (virtual) step size w' = w - alpha * dL1/dw; reference 1.0
+    hypergrad: str = "exact"  # exact (second order through one virtual step) | fd (finite differences)
+    fd_eps: float = 1e-2  # finite-difference radius, relative to the weights' norm over dL2/dw' norm
+    frame_lr: float = 8e-4  # Adam learning rate on the frames (reference 8e-4)
+    frame_betas: tuple[float, float] = (0.5, 0.999)  # Adam betas on the frames (reference)
+    frame_lr_step: int = 30  # StepLR period in frame-optimiser steps (reference 30; one step per epoch)
+    frame_lr_gamma: float = 0.5  # StepLR factor (reference 0.5)
+    update: str = "epoch"  # epoch: one Adam step on all frames per meta epoch (reference) | batch
+    meta_every: int = 1  # run the meta epoch every E epochs
+    bank_dtype: str = "float32"  # storage of frames and Adam moments on disk: float32 | float16
+    init: str = "uniform"  # frame initialisation: uniform (eval preprocessing) | train_crop (one random crop)
+
+
+@dataclass
+class Config:
+    """One run: data, model, base-level training and meta level, plus where it writes."""
+
+    profile: str = "cpu"  # the named profile this config started from
+    out_dir: str = "runs/default"  # checkpoints, metrics.json/csv, figures of this run
+    device: str = "auto"  # auto (CUDA if available) | cpu | cuda | cuda:N
+    data: DataConfig = field(default_factory=DataConfig)
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    mof: MOFConfig = field(default_factory=MOFConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (JSON-serialisable)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Config":
+        """Inverse of :meth:`to_dict`; unknown keys raise, missing keys keep defaults."""
+        cfg = cls()
+        apply_overrides(cfg, _flatten(d))
+        return cfg
+
+    def to_json(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2))
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def apply_overrides(cfg: Config, overrides: dict[str, Any] | None) -> Config:
+    """Set dotted keys (``"train.epochs": 5``) on ``cfg`` in place and return it.
+
+    Args:
+        cfg: the config to change.
+        overrides: dotted key -> value. Lists become tuples where the field holds a tuple.
+
+    Returns:
+        ``cfg``.
+
+    Raises:
+        KeyError: a key names no field; the message lists the fields of that section.
+    """
+    for key, value in (overrides or {}).items():
+        obj: Any = cfg
+        parts = key.split(".")
+        for p in parts[:-1]:
+            if not hasattr(obj, p) or not dataclasses.is_dataclass(getattr(obj, p)):
+                raise KeyError(f"config override {key!r}: no section {p!r}; sections: "
+                               f"{[f.name for f in dataclasses.fields(cfg) if dataclasses.is_dataclass(getattr(cfg, f.name))]}")
+            obj = getattr(obj, p)
+        names = {f.name: f for f in dataclasses.fields(obj)}
+        if parts[-1] not in names:
+            raise KeyError(f"config override {key!r}: {type(obj).__name__} has no field {parts[-1]!r}; "
+                           f"fields: {sorted(names)}")
+        current = getattr(obj, parts[-1])
+        if isinstance(current, tuple) and isinstance(value, list):
+            value = tuple(value)
+        setattr(obj, parts[-1], value)
+    return cfg
+
+
+# ----------------------------------------------------------------------------------------------
+# Profiles
+# ----------------------------------------------------------------------------------------------
+
+def smoke() -> Config:
+    """Seconds on 2 cores: a tiny synthetic corpus and model. What the tests and CI run."""
+    return Config(
+        profile="smoke",
+        out_dir="runs/smoke",
+        data=DataConfig(root="data/synthetic-smoke", num_frames=4, dense_frames=16, decode_size=32),
+        synthetic=SyntheticConfig(n_train=64, n_test=32, frames=16, size=32, captions_per_video=3),
+        model=ModelConfig(arch="mof-tiny"),
+        train=TrainConfig(epochs=2, batch_size=16, eval_batch_size=32),
+        mof=MOFConfig(meta_frames=8),
+    )
+
+
+def cpu() -> Config:
+    """The default main job: the synthetic corpus and a CPU-sized model, minutes per run on 2 cores."""
+    return Config(profile="cpu", out_dir="runs/cpu")
+
+
+def paper() -> Config:
+    """MSR-VTT 1k-A with pretrained ViT-B-32 on a GPU: the reference's K = 8, N = 32.
+
+    Needs the MSR-VTT videos and CLIP4Clip's annotation files under data/msrvtt (see data/README.md)
+    and the OpenAI ViT-B-32 weights (downloaded by open_clip, or a local file in model.pretrained).
+    """
+    return Config(
+        profile="paper",
+        out_dir="runs/paper",
+        device="cuda",
+        data=DataConfig(dataset="msrvtt", root="data/msrvtt", num_frames=8, dense_frames=64,
+                        decode_size=224, num_workers=8, crop_scale=(0.5, 1.0), hflip=True),
+        model=ModelConfig(arch="ViT-B-32-quickgelu", pretrained="openai", temporal_head="meanP",
+                          context_length=32),
+        train=TrainConfig(epochs=5, batch_size=64, lr=1e-4, tower_lr=1e-7, weight_decay=0.2,
+                          precision="auto", eval_batch_size=128),
+        mof=MOFConfig(enabled=True, meta_frames=32, alpha=1e-7, frame_lr=8e-4),
+    )
+
+
+PROFILES: dict[str, Callable[[], Config]] = {"smoke": smoke, "cpu": cpu, "paper": paper}
+
+
+def list_profiles() -> list[str]:
+    """Names accepted by :func:`get_config`."""
+    return list(PROFILES)
+
+
+def get_config(profile: str = "cpu", overrides: dict[str, Any] | None = None) -> Config:
+    """Build the named profile and apply dotted-key overrides.
+
+    Args:
+        profile: one of :func:`list_profiles`.
+        overrides: e.g. ``{"data.num_frames": 8, "mof.enabled": True}``.
+
+    Returns:
+        A fresh :class:`Config`.
+    """
+    if profile not in PROFILES:
+        raise KeyError(f"unknown profile {profile!r}; choose one of {list_profiles()}")
+    return apply_overrides(PROFILES[profile](), overrides)

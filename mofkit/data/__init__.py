@@ -1,0 +1,1 @@
+"""Data layer: video decoding, frame sampling, preprocessing, datasets, synthetic corpus, cache."""
