@@ -7,7 +7,8 @@ model input ``(..., 3, S, S)``.
 decord (the reference's decoder) is the default; PyAV is the fallback for platforms where decord has
 no wheel. Both decode only what is asked: decord seeks with ``get_batch``, PyAV decodes forward and
 stops after the last wanted frame. At native resolution the two agree pixel for pixel; resizing on
-read uses each library's scaler (bilinear), which differ by about half a grey level on average.
+read uses each library's own scaler (PyAV: bilinear), so there the two differ by one or two grey
+levels on average on smooth content and by more at sharp edges.
 
 Every failure (missing, empty, garbage, truncated file) raises :class:`VideoReadError`, which names
 the file and the reason.
@@ -133,7 +134,32 @@ def _decord_read(path: Path, indices: np.ndarray, size) -> np.ndarray:
     try:
         return vr.get_batch(list(map(int, indices))).asnumpy()
     except Exception as e:
+        if "DECORDArrayCopyFromTo" not in str(e):
+            raise VideoReadError(path, f"decord failed while decoding frames ({_first_line(e)})") from None
+    return _decord_read_padded(path, vr, indices)
+
+
+def _decord_read_padded(path: Path, vr, indices: np.ndarray) -> np.ndarray:
+    """Per-frame fallback for output widths whose rows decord pads (16, 24, 48, 72 px, ...).
+
+    decord 0.6 pads each RGB row to a multiple of 32 pixels and, when the padded row length is a
+    multiple of the width, reports the frame as (H, W, C) with C != 3, so ``get_batch`` refuses to
+    copy it. The bytes are intact: reshaped to (H, padded width, 3) and cut to W they are the frame.
+    """
+    out: dict[int, np.ndarray] = {}
+    try:
+        for i in sorted(set(int(i) for i in indices)):
+            raw = vr[i].asnumpy()
+            h, w = raw.shape[:2]
+            if raw.size % (h * 3) or raw.size // (h * 3) < w:
+                raise VideoReadError(path, f"decord returned a frame of shape {raw.shape} that is not "
+                                           f"a padded {h}x{w} RGB image")
+            out[i] = raw.reshape(h, raw.size // (h * 3), 3)[:, :w]  # (H, padded W, 3) -> (H, W, 3)
+    except VideoReadError:
+        raise
+    except Exception as e:
         raise VideoReadError(path, f"decord failed while decoding frames ({_first_line(e)})") from None
+    return np.stack([out[int(i)] for i in indices])
 
 
 # ------------------------------------------------------------------------------------------------
@@ -194,9 +220,13 @@ def _pyav_probe(path: Path) -> VideoInfo:
 
 def _pyav_read(path: Path, indices: np.ndarray, size) -> np.ndarray:
     wanted = sorted(set(int(i) for i in indices))
-    if wanted and wanted[0] < 0:
+    if not wanted:  # nothing to decode; still (0, H, W, 3) like decord, and still a checked file
+        info = _pyav_probe(path)
+        w, h = output_size(info.width, info.height, size)
+        return np.zeros((0, h, w, 3), np.uint8)
+    if wanted[0] < 0:
         raise VideoReadError(path, f"negative frame index {wanted[0]}")
-    last = wanted[-1] if wanted else -1
+    last = wanted[-1]
     got: dict[int, np.ndarray] = {}
     wset = set(wanted)
     n_seen = 0
@@ -212,7 +242,7 @@ def _pyav_read(path: Path, indices: np.ndarray, size) -> np.ndarray:
     missing = [i for i in wanted if i not in got]
     if missing:
         raise VideoReadError(path, f"frame index {missing[0]} out of range: the video has {n_seen} frames")
-    return np.stack([got[int(i)] for i in indices]) if len(indices) else np.zeros((0, 0, 0, 3), np.uint8)
+    return np.stack([got[int(i)] for i in indices])
 
 
 # ------------------------------------------------------------------------------------------------

@@ -1,0 +1,109 @@
+"""A dataset's videos, checked: one row per video saying whether it decodes, and what it holds.
+
+Readable means the decoder opens the file, reports at least one frame, and decodes the first and
+the last frame. Decoding the last frame catches files cut short (an interrupted download whose index
+still promises every frame), which a probe alone lets through.
+"""
+from __future__ import annotations
+
+import warnings
+
+import pandas as pd
+
+from mofkit.data.video import VideoReadError, probe_video, read_frames
+
+COLUMNS = ["video_id", "path", "readable", "num_frames", "fps", "duration", "width", "height", "error"]
+_MAX_LISTED = 20  # ids named in the exclusion warning
+
+
+def check_video(video_id: str, path, backend: str = "decord") -> dict:
+    """Probe one video and decode its first and last frames.
+
+    Args:
+        video_id: the video's id (copied into the row).
+        path: the file.
+        backend: ``decord`` or ``pyav``.
+
+    Returns:
+        A dict with the keys of :data:`COLUMNS`; the probe's numbers are kept when only decoding
+        failed, and are None when the probe failed.
+    """
+    row = {"video_id": video_id, "path": str(path), "readable": False, "num_frames": None,
+           "fps": None, "duration": None, "width": None, "height": None, "error": None}
+    try:
+        info = probe_video(path, backend)
+        row.update(num_frames=info.num_frames, fps=info.fps, duration=info.duration,
+                   width=info.width, height=info.height)
+        read_frames(path, [0, info.num_frames - 1], backend=backend)
+        row["readable"] = True
+    except VideoReadError as e:
+        row["error"] = e.reason
+    return row
+
+
+def scan_dataset(dataset, backend: str = "decord", progress: bool = True) -> pd.DataFrame:
+    """Check every video of a dataset.
+
+    Args:
+        dataset: a ``VideoTextDataset`` (uses each record's ``video_id`` and ``path``).
+        backend: ``decord`` or ``pyav``.
+        progress: show a tqdm bar.
+
+    Returns:
+        DataFrame with one row per video, in dataset order, and the columns
+        ``video_id, path, readable, num_frames, fps, duration, width, height, error``
+        (``error`` is None for readable videos).
+    """
+    from tqdm.auto import tqdm
+
+    rows = [check_video(r.video_id, r.path, backend)
+            for r in tqdm(list(dataset), desc=f"scanning {dataset.name}/{dataset.split}", unit="video",
+                          disable=not progress, dynamic_ncols=True)]
+    df = pd.DataFrame(rows, columns=COLUMNS)
+    df["readable"] = df["readable"].astype(bool)
+    for col in ("num_frames", "width", "height"):
+        df[col] = df[col].astype("Int64")  # nullable: None where the probe failed
+    for col in ("fps", "duration"):
+        df[col] = df[col].astype("float64")
+    df["error"] = df["error"].astype(object).where(df["error"].notna(), None)
+    return df
+
+
+def unreadable(df: pd.DataFrame) -> dict[str, str]:
+    """The unreadable videos of a scan.
+
+    Args:
+        df: a :func:`scan_dataset` table.
+
+    Returns:
+        video id -> reason, in table order.
+    """
+    bad = df[~df["readable"].astype(bool)]
+    return {str(v): str(e) for v, e in zip(bad["video_id"], bad["error"])}
+
+
+def exclude_unreadable(dataset, df: pd.DataFrame):
+    """The dataset without the videos a scan found unreadable; one warning names them.
+
+    Args:
+        dataset: the scanned dataset (needs ``without(video_ids, reason)``).
+        df: its :func:`scan_dataset` table.
+
+    Returns:
+        ``dataset.without(...)``, or ``dataset`` itself when every video is readable.
+    """
+    bad = unreadable(df)
+    present = set(dataset.video_ids)
+    bad = {v: r for v, r in bad.items() if v in present}
+    if not bad:
+        return dataset
+    _warn(bad, len(dataset), f"{dataset.name}/{dataset.split}")
+    return dataset.without(list(bad), reason="unreadable video (scan)")
+
+
+def _warn(bad: dict[str, str], total: int, where: str) -> None:
+    items = list(bad.items())
+    listed = "; ".join(f"{v}: {r}" for v, r in items[:_MAX_LISTED])
+    more = f"; ... and {len(items) - _MAX_LISTED} more" if len(items) > _MAX_LISTED else ""
+    warnings.warn(f"{len(items)} of {total} videos of {where} are unreadable and left out: {listed}{more}",
+                  RuntimeWarning, stacklevel=3)

@@ -1,0 +1,73 @@
+"""Scanning a dataset: the quality table, and leaving unreadable videos out with one warning."""
+import warnings
+
+import pandas as pd
+import pytest
+
+from conftest import all_backends, make_dataset, need_backend
+from mofkit.data.scan import COLUMNS, check_video, exclude_unreadable, scan_dataset, unreadable
+
+
+@pytest.fixture(params=all_backends())
+def backend(request):
+    need_backend(request.param)
+    return request.param
+
+
+@pytest.fixture
+def mixed(tmp_path, videos, bad_videos):
+    paths = {"good": videos["index40"], "portrait": videos["portrait"],
+             "empty": bad_videos["empty"], "garbage": bad_videos["garbage"],
+             "cut": bad_videos["truncated"], "cut_fs": bad_videos["truncated_faststart"],
+             "gone": bad_videos["missing"], "short": videos["short"]}
+    return make_dataset(tmp_path, paths, name="mixed", split="test")
+
+
+def test_scan_table(mixed, backend):
+    df = scan_dataset(mixed, backend=backend, progress=False)
+    assert list(df.columns) == COLUMNS
+    assert df["video_id"].tolist() == mixed.video_ids
+    by_id = df.set_index("video_id")
+    assert by_id["readable"].to_dict() == {"good": True, "portrait": True, "empty": False,
+                                           "garbage": False, "cut": False, "cut_fs": False,
+                                           "gone": False, "short": True}
+    good = by_id.loc["good"]
+    assert (good.num_frames, good.width, good.height) == (40, 64, 48)
+    assert good.fps == pytest.approx(8.0) and good.duration == pytest.approx(5.0)
+    assert good.error is None
+    assert by_id.loc["portrait"].width == 48 and by_id.loc["portrait"].height == 64
+    assert "not found" in by_id.loc["gone"].error
+    assert "empty" in by_id.loc["empty"].error
+    assert pd.isna(by_id.loc["garbage"].num_frames)
+    assert df["readable"].dtype == bool
+
+
+def test_truncated_with_index_first_fails_on_last_frame(bad_videos):
+    """PyAV opens a cut-short faststart file and believes its header; decoding the end fails."""
+    need_backend("pyav")
+    row = check_video("cut_fs", bad_videos["truncated_faststart"], backend="pyav")
+    assert row["num_frames"] == 40  # the probe is fooled...
+    assert row["readable"] is False and "out of range" in row["error"]  # ...the last frame is not
+
+
+def test_unreadable_and_exclusion_warn_once(mixed):
+    df = scan_dataset(mixed, backend="pyav", progress=False)
+    bad = unreadable(df)
+    assert list(bad) == ["empty", "garbage", "cut", "cut_fs", "gone"]
+    assert all(isinstance(r, str) and r for r in bad.values())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        kept = exclude_unreadable(mixed, df)
+    assert len(caught) == 1
+    msg = str(caught[0].message)
+    assert all(v in msg for v in bad) and "5 of 8" in msg
+    assert kept.video_ids == ["good", "portrait", "short"]
+
+
+def test_all_readable_returns_same_dataset(tmp_path, videos):
+    ds = make_dataset(tmp_path, {"a": videos["index40"], "b": videos["gop"]})
+    df = scan_dataset(ds, backend="pyav", progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert exclude_unreadable(ds, df) is ds
+    assert unreadable(df) == {}
