@@ -30,6 +30,8 @@ class SyntheticConfig:
     fps: int = 8  # frame rate written into the mp4 container
     family_size: int = 4  # videos per hard-negative family (same objects, one event or the order differs)
     captions_per_video: int = 5  # paraphrases per training video
+    short_prob: float = 0.75  # chance that a family's decisive event is short
+    short_frames: tuple[int, int] = (2, 3)  # length range (frames) of a short decisive event
     seed: int = 0  # everything in the corpus follows from this seed
 
 
@@ -90,7 +92,8 @@ class MOFConfig:
     enabled: bool = False  # train on compressed frames with meta updates; False is the uniform baseline
     meta_frames: int = 32  # N: whole-video frames in the meta loss
     meta_sampling: str = "rand"  # how the N frames are drawn: rand (reference) | uniform
-    alpha: float = 1e-2  # inner (virtual) step size w' = w - alpha * dL1/dw; reference 1.0
+    alpha: float = 1e-2  # inner (virtual) step size w' = w - alpha * dL1/dw; reference 1.0 (overshoots here)
+    meta_batch_size: int | None = None  # videos per meta step (per rank); None: train batch / world size
     hypergrad: str = "exact"  # exact (second order through one virtual step) | fd (finite differences)
     fd_eps: float = 1e-2  # finite-difference radius, relative to the weights' norm over dL2/dw' norm
     frame_lr: float = 8e-4  # Adam learning rate on the frames (reference 8e-4)
@@ -185,7 +188,7 @@ def smoke() -> Config:
         out_dir="runs/smoke",
         data=DataConfig(root="data/synthetic-smoke", num_frames=4, dense_frames=16, decode_size=32),
         synthetic=SyntheticConfig(n_train=64, n_test=32, frames=16, size=32, captions_per_video=3),
-        model=ModelConfig(arch="mof-tiny"),
+        model=ModelConfig(arch="mof-tiny-32"),
         train=TrainConfig(epochs=2, batch_size=16, eval_batch_size=32),
         mof=MOFConfig(meta_frames=8),
     )

@@ -1,0 +1,5 @@
+import sys
+
+from mofkit.cli import main
+
+sys.exit(main())

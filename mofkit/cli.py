@@ -1,0 +1,144 @@
+"""Command line: ``python -m mofkit <command>`` (also installed as ``mofkit``).
+
+Commands:
+    run        the ordered notebooks, headless, into a reports folder (the main job)
+    train      one training run (baseline or MOF); works under torchrun
+    generate   write the synthetic corpus
+    scan       the quality table of a dataset's videos
+Config overrides use dotted keys: ``--set train.epochs=5 --set mof.enabled=true``.
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import sys
+from typing import Any
+
+
+def _parse_value(text: str) -> Any:
+    low = text.lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if low in ("none", "null"):
+        return None
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def parse_overrides(items: list[str] | None) -> dict[str, Any]:
+    """``["train.epochs=5", "mof.enabled=true"]`` -> ``{"train.epochs": 5, "mof.enabled": True}``."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise SystemExit(f"--set expects key=value (e.g. train.epochs=5), got {item!r}")
+        key, value = item.split("=", 1)
+        out[key.strip()] = _parse_value(value.strip())
+    return out
+
+
+def _cmd_run(args) -> int:
+    from mofkit.runner import NotebookFailed, run_notebooks
+
+    try:
+        run_notebooks(args.profile, overrides=parse_overrides(args.set), out_dir=args.out_dir,
+                      device=args.device, seed=args.seed, fresh=args.fresh, only=args.only,
+                      reports_dir=args.reports_dir)
+    except NotebookFailed as e:
+        print(f"\nFAILED: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_train(args) -> int:
+    from mofkit.config import get_config
+    from mofkit.train.loop import train
+
+    overrides = parse_overrides(args.set)
+    if args.out_dir:
+        overrides["out_dir"] = args.out_dir
+    if args.device:
+        overrides["device"] = args.device
+    cfg = get_config(args.profile, overrides)
+    result = train(cfg, resume=not args.fresh)
+    if result.is_main and result.final:
+        from mofkit.eval.metrics import format_metrics
+
+        print("t2v", format_metrics(result.final["t2v"]))
+        print("v2t", format_metrics(result.final["v2t"]))
+    return 0
+
+
+def _cmd_generate(args) -> int:
+    from mofkit.config import get_config
+    from mofkit.data.synthetic import ensure_corpus, generate_corpus
+
+    cfg = get_config(args.profile, parse_overrides(args.set))
+    root = args.root or cfg.data.root
+    if args.force:
+        generate_corpus(root, cfg.synthetic, overwrite=True)
+    else:
+        ensure_corpus(root, cfg.synthetic)
+    print(root)
+    return 0
+
+
+def _cmd_scan(args) -> int:
+    from mofkit.config import get_config
+    from mofkit.data.datasets import load_dataset
+    from mofkit.data.scan import scan_dataset
+
+    cfg = get_config(args.profile, parse_overrides(args.set))
+    ds = load_dataset(cfg.data.dataset, cfg.data.root, args.split, video_dir=cfg.data.video_dir,
+                      missing="skip")
+    df = scan_dataset(ds, backend=cfg.data.backend)
+    print(df.to_string(max_rows=args.rows))
+    print(f"\n{int(df.readable.sum())}/{len(df)} readable")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mofkit", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def common(sp, profile="cpu"):
+        sp.add_argument("--profile", default=profile, help="config profile: smoke | cpu | paper")
+        sp.add_argument("--set", action="append", metavar="KEY=VALUE",
+                        help="config override with a dotted key, repeatable")
+
+    r = sub.add_parser("run", help="run the notebooks in order (the main job)")
+    common(r)
+    r.add_argument("--fresh", action="store_true", help="start training over (delete OUT_DIR)")
+    r.add_argument("--only", nargs="+", metavar="PREFIX", help="notebooks to run, e.g. 00 01")
+    r.add_argument("--out-dir", default=None, help="OUT_DIR (default runs/<profile>)")
+    r.add_argument("--reports-dir", default=None, help="parent of report folders (default reports/)")
+    r.add_argument("--device", default="auto")
+    r.add_argument("--seed", type=int, default=0)
+    r.set_defaults(fn=_cmd_run)
+
+    t = sub.add_parser("train", help="one training run (torchrun-compatible)")
+    common(t)
+    t.add_argument("--out-dir", default=None)
+    t.add_argument("--device", default=None)
+    t.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint")
+    t.set_defaults(fn=_cmd_train)
+
+    g = sub.add_parser("generate", help="write the synthetic corpus")
+    common(g)
+    g.add_argument("--root", default=None, help="target folder (default: the profile's data.root)")
+    g.add_argument("--force", action="store_true", help="regenerate even if up to date")
+    g.set_defaults(fn=_cmd_generate)
+
+    s = sub.add_parser("scan", help="quality table of a dataset's videos")
+    common(s)
+    s.add_argument("--split", default="test")
+    s.add_argument("--rows", type=int, default=40)
+    s.set_defaults(fn=_cmd_scan)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.fn(args)

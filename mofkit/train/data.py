@@ -1,0 +1,132 @@
+"""A run's data: datasets, frame caches, tokenised captions and the loaders built on them.
+
+Caches are built once by rank 0 (other ranks wait, then open them): the training split's K uniform
+frames, its dense grid (when ``rand`` sampling or MOF's N whole-video frames need it) and the test
+split's K uniform frames. Unreadable videos are left out of both splits, with one warning each, and
+the test videos left out are reported with every evaluation.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+
+from mofkit.config import Config
+from mofkit.train import distributed as D
+
+
+@dataclass
+class RunData:
+    """Everything the training loop reads."""
+
+    cfg: Config
+    train: object  # VideoTextDataset of the training videos that could be decoded
+    test: object  # VideoTextDataset of the test videos that could be decoded
+    train_clips: object  # EvalClips over the training videos' K uniform frames (bank initialisation)
+    test_clips: object  # EvalClips over the test videos' K uniform frames
+    train_k: object  # FrameCache (uniform, T = K) of the training split
+    train_grid: object | None  # FrameCache (uniform, T = dense_frames) or None when not needed
+    train_tokens: torch.Tensor  # (num_captions, L) every training caption
+    train_caption_video: np.ndarray  # (num_captions,) training row of each caption
+    test_tokens: torch.Tensor  # (Q, L)
+    test_caption_video: np.ndarray  # (Q,) test row of each query
+    train_dropped: list[str] = field(default_factory=list)  # unreadable training video ids
+    test_dropped: list[str] = field(default_factory=list)  # unreadable test video ids
+    _clips: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def aug(self) -> dict:
+        """Keyword arguments of the training crop (``Preprocessor.train_with_seeds``)."""
+        return {"scale": tuple(self.cfg.data.crop_scale), "hflip": self.cfg.data.hflip}
+
+    def train_loader(self, batches: list[np.ndarray], epoch: int, *, with_meta: bool,
+                     frames: bool = True):
+        """DataLoader over the given batches of training rows, items drawn for ``epoch``."""
+        from mofkit.data.loaders import TrainClips, make_loader
+
+        d, m = self.cfg.data, self.cfg.mof
+        key = (with_meta, frames)
+        if key not in self._clips:
+            source = self.train_grid if d.train_sampling == "rand" else self.train_k
+            self._clips[key] = TrainClips(
+                source, self.train, self.train_tokens, self.train_caption_video,
+                num_frames=d.num_frames if frames else 0, sampling=d.train_sampling,
+                meta_frames=m.meta_frames if with_meta else 0, meta_sampling=m.meta_sampling,
+                meta_cache=self.train_grid, seed=self.cfg.train.seed)
+        return make_loader(self._clips[key], batch_size=1, epoch=epoch, batches=batches,
+                           num_workers=d.num_workers, pin_memory=torch.cuda.is_available())
+
+
+def _tokenize(tokenizer: Callable, captions: list[str], batch: int = 4096) -> torch.Tensor:
+    parts = [tokenizer(captions[i:i + batch]) for i in range(0, len(captions), batch)]
+    return torch.cat(parts) if parts else torch.zeros(0, 0, dtype=torch.long)
+
+
+def prepare_data(cfg: Config, tokenizer: Callable, info: D.DistInfo | None = None, *,
+                 progress: bool = True) -> RunData:
+    """Locate (or generate) the corpus, build or open the frame caches, tokenise captions.
+
+    Args:
+        cfg: the run's config (``data``, ``synthetic``, ``mof``).
+        tokenizer: captions -> LongTensor (N, L) (the model bundle's tokenizer).
+        info: distributed context; rank 0 builds, the others wait and reuse.
+        progress: progress bars while generating and decoding.
+
+    Returns:
+        :class:`RunData`.
+    """
+    from mofkit.data.cache import FrameCache
+    from mofkit.data.datasets import load_dataset
+    from mofkit.data.loaders import EvalClips
+
+    info = info or D.DistInfo()
+    d = cfg.data
+    if d.dataset == "synthetic" and info.is_main:
+        from mofkit.data.synthetic import ensure_corpus
+
+        ensure_corpus(d.root, cfg.synthetic, progress=progress)
+    D.barrier(info)
+    kw = {"video_dir": d.video_dir}
+    if d.dataset in ("msrvtt", "synthetic"):
+        kw["train_split"] = d.train_split
+    train = load_dataset(d.dataset, d.root, "train", **kw)
+    test = load_dataset(d.dataset, d.root, "test", **kw)
+
+    need_grid = d.train_sampling == "rand" or cfg.mof.enabled
+    if need_grid and cfg.mof.enabled and d.dense_frames < cfg.mof.meta_frames:
+        raise ValueError(f"mof.meta_frames={cfg.mof.meta_frames} whole-video frames are drawn from a "
+                         f"grid of data.dense_frames={d.dense_frames}; set data.dense_frames >= "
+                         f"{cfg.mof.meta_frames}")
+    build = dict(size=d.decode_size, backend=d.backend, cache_dir=d.cache_dir,
+                 progress=progress and info.is_main)
+    caches = {}
+    # Rank 0 decodes; the others then find the finished caches (a lock also guards concurrent builds).
+    for turn in ((True,) if not info.enabled else (info.is_main, not info.is_main)):
+        if turn:
+            caches["train_k"] = FrameCache.build(train, num_frames=d.num_frames, mode="uniform", **build)
+            caches["test_k"] = FrameCache.build(test, num_frames=d.num_frames, mode="uniform", **build)
+            if need_grid:
+                caches["grid"] = FrameCache.build(train, num_frames=d.dense_frames, mode="uniform",
+                                                  **build)
+        D.barrier(info)
+
+    train_all_ids = list(train.video_ids)
+    train = caches["train_k"].dataset_view(train)
+    if need_grid:
+        train = caches["grid"].dataset_view(train)
+    test_all_ids = list(test.video_ids)
+    test = caches["test_k"].dataset_view(test)
+    train_dropped = sorted(set(train_all_ids) - set(train.video_ids))
+    test_dropped = sorted(set(test_all_ids) - set(test.video_ids))
+
+    train_caps, train_cv = train.caption_pairs()
+    test_caps, test_cv = test.caption_pairs()
+    return RunData(cfg=cfg, train=train, test=test,
+                   train_clips=EvalClips(caches["train_k"], train, d.num_frames),
+                   test_clips=EvalClips(caches["test_k"], test, d.num_frames),
+                   train_k=caches["train_k"], train_grid=caches.get("grid"),
+                   train_tokens=_tokenize(tokenizer, train_caps), train_caption_video=np.asarray(train_cv),
+                   test_tokens=_tokenize(tokenizer, test_caps), test_caption_video=np.asarray(test_cv),
+                   train_dropped=train_dropped, test_dropped=test_dropped)

@@ -1,0 +1,507 @@
+"""Training: the uniform-K baseline and MOF's bilevel schedule; resumable; one process or DDP.
+
+One epoch (``cfg.mof.enabled`` False, the baseline): K frames per video (uniform, or rand from the
+cached dense grid), random resized crop, one random caption per video, symmetric InfoNCE, AdamW with
+warmup + cosine, gradient clipping and accumulation, mixed precision on CUDA only.
+
+With MOF (``cfg.mof.enabled``), per epoch as in the reference:
+
+1. base epoch: the same model step, but on each video's K *compressed frames* from the bank;
+2. validation on the test split (K uniform frames of each test video);
+3. meta epoch (every ``mof.meta_every`` epochs), model frozen and in eval mode: for each meta batch
+   the hypergradient of the whole-video loss (N frames, ``mofkit.bilevel.meta``) is accumulated
+   into the bank; then ONE Adam step moves all frames (``mof.update = "epoch"``). With
+   ``mof.update = "batch"`` the meta step is interleaved with the base steps instead: each batch
+   first moves its own frames one Adam step along their hypergradient, then trains the model on the
+   moved frames.
+4. checkpoint: model, optimisers, schedulers, RNG states, config, history and the bank generation.
+
+Every random choice (order, frames, captions, crops) is a function of (seed, epoch, video), so a run
+resumed from a checkpoint ends with the same weights as one that was never interrupted, and a run
+over N processes sees the same global batches as one process.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mofkit.config import Config
+from mofkit.device import autocast, get_device, grad_scaler, resolve_precision
+from mofkit.train import distributed as D
+from mofkit.train.checkpoint import (atomic_torch_save, atomic_write_text, checkpoint_path,
+                                     load_checkpoint, rng_state, set_rng_state)
+
+
+@dataclass
+class TrainResult:
+    """What a training run produced (on every rank; files are written by rank 0 only)."""
+
+    out_dir: Path  # the run's folder: checkpoint.pt, metrics.json, metrics.csv, config.json
+    history: list[dict] = field(default_factory=list)  # one dict per epoch
+    final: dict | None = None  # test metrics after the last epoch (t2v, v2t, t2v_dsl, v2t_dsl, ...)
+    train_seconds: float = 0.0  # wall time spent training, summed over resumed sessions
+    resumed_from: int | None = None  # last finished epoch found in the checkpoint, if resumed
+    is_main: bool = True  # rank 0
+
+
+def _seed_everything(seed: int) -> None:
+    import random
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _warmup_cosine(total_steps: int, warmup_steps: int):
+    def fn(step: int) -> float:
+        if warmup_steps > 0 and step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    return fn
+
+
+def epoch_batches(n: int, global_batch: int, seed: int, epoch: int, info: D.DistInfo, *,
+                  drop_last: bool = True, salt: int = 0) -> list[np.ndarray]:
+    """This rank's share of each global batch of one epoch.
+
+    The global order is a permutation drawn from (seed, epoch, salt); it is cut into global batches
+    and rank r takes the r-th slice of each, so the concatenation over ranks in rank order is the
+    global batch a single process would see.
+    """
+    order = np.random.default_rng([seed, epoch, salt]).permutation(n)
+    n_batches = n // global_batch if drop_last else math.ceil(n / global_batch)
+    local = global_batch // info.world_size
+    out = []
+    for b in range(n_batches):
+        chunk = order[b * global_batch:(b + 1) * global_batch]
+        mine = chunk[info.rank * local:(info.rank + 1) * local]
+        if len(mine):
+            out.append(mine)
+    return out
+
+
+class Trainer:
+    """Holds one run's state. Use :func:`train`; the class is public for notebooks that step it."""
+
+    def __init__(self, cfg: Config, *, progress: bool = True):
+        self.cfg = cfg
+        self.progress = progress
+        self.device = get_device(cfg.device)
+        self.info = D.init_distributed(self.device.type)
+        if self.info.enabled and self.device.type == "cuda":
+            self.device = torch.device("cuda", self.info.local_rank)
+        self.precision = resolve_precision(cfg.train.precision, self.device)
+        self.out_dir = Path(cfg.out_dir)
+        if cfg.train.batch_size % self.info.world_size:
+            raise ValueError(f"train.batch_size={cfg.train.batch_size} must be divisible by the "
+                             f"number of processes ({self.info.world_size})")
+        _seed_everything(cfg.train.seed)
+        self._setup_model()
+        self._setup_data()
+        self._setup_optim()
+        self.bank = None
+        self.history: list[dict] = []
+        self.start_epoch = 0
+        self.train_seconds = 0.0
+        self.frame_steps = 0  # meta epochs whose frame update has been applied
+        self.nonfinite_total = 0
+
+    # -- setup ---------------------------------------------------------------------------------
+
+    def _setup_model(self) -> None:
+        from mofkit.data.preprocess import Preprocessor
+        from mofkit.models import create_from_config
+
+        self.bundle = create_from_config(self.cfg.model, self.device)
+        self.model = self.bundle.model
+        self.preprocess = Preprocessor(self.bundle.image_size, self.bundle.mean, self.bundle.std)
+        self.ddp = None
+        if self.info.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.ddp = DistributedDataParallel(self.model, device_ids=ids)
+
+    def _setup_data(self) -> None:
+        from mofkit.train.data import prepare_data
+
+        self.data = prepare_data(self.cfg, self.bundle.tokenizer, self.info, progress=self.progress)
+
+    def _setup_optim(self) -> None:
+        from mofkit.models import param_groups
+
+        t = self.cfg.train
+        groups = param_groups(self.model, lr=t.lr, tower_lr=t.tower_lr, weight_decay=t.weight_decay)
+        try:  # the fused kernel is ~20x faster than the per-tensor loop on CPU (large embeddings)
+            self.optimizer = torch.optim.AdamW(groups, lr=t.lr, betas=(0.9, 0.98), eps=1e-6,
+                                               fused=True)
+        except (RuntimeError, TypeError):
+            self.optimizer = torch.optim.AdamW(groups, lr=t.lr, betas=(0.9, 0.98), eps=1e-6)
+        self.steps_per_epoch = max(1, len(self.data.train) // t.batch_size // t.grad_accum)
+        total = self.steps_per_epoch * t.epochs
+        warmup = int(round(t.warmup_fraction * total))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer,
+                                                           _warmup_cosine(total, warmup))
+        self.scaler = grad_scaler(self.device, self.precision)
+
+    def _setup_bank(self) -> None:
+        from mofkit.bilevel.bank import FrameBank
+
+        bank_dir = self.out_dir / "bank"
+        if self.info.is_main:
+            data = self.data
+
+            def init(rows: np.ndarray) -> torch.Tensor:
+                frames = data.train_clips.frames_of(rows)  # (B, K, H, W, 3) uint8
+                if self.cfg.mof.init == "train_crop":
+                    seeds = [(self.cfg.train.seed, -1, int(r)) for r in rows]
+                    return self.preprocess.train_with_seeds(frames, seeds, **data.aug).cpu()
+                return self.preprocess.eval(frames).cpu()  # (B, K, 3, S, S)
+
+            self.bank = FrameBank.create(bank_dir, data.train.video_ids, self.cfg.data.num_frames,
+                                         self.bundle.image_size, dtype=self.cfg.mof.bank_dtype,
+                                         init=init, seed=self.cfg.train.seed, overwrite=True)
+        D.barrier(self.info)
+        if not self.info.is_main:
+            self.bank = FrameBank.open(bank_dir)
+
+    # -- checkpoint ----------------------------------------------------------------------------
+
+    def save(self, epoch: int, final: dict | None = None) -> None:
+        """Checkpoint (rank 0 writes); afterwards every rank holds a writable bank generation."""
+        if self.info.is_main:
+            self._write_checkpoint(epoch, final)
+        if self.bank is not None and self.cfg.mof.update == "batch" and self.info.enabled:
+            # The checkpointed generation is sealed; interleaved updates go to a fresh copy that
+            # every rank must open before writing its own rows.
+            if self.info.is_main:
+                self.bank.begin_generation()
+            D.barrier(self.info)
+            if not self.info.is_main:
+                from mofkit.bilevel.bank import FrameBank
+
+                self.bank = FrameBank.open(self.bank.directory)
+
+    def _write_checkpoint(self, epoch: int, final: dict | None) -> None:
+        state = {
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
+            "rng": rng_state(), "epoch": epoch, "config": self.cfg.to_dict(),
+            "history": self.history, "train_seconds": self.train_seconds,
+            "frame_steps": self.frame_steps, "nonfinite_total": self.nonfinite_total,
+            "bank": self.bank.commit() if self.bank is not None else None, "final": final,
+            "arch": self.cfg.model.arch,
+        }
+        atomic_torch_save(state, checkpoint_path(self.out_dir))
+        if self.bank is not None:
+            self.bank.prune(keep={self.bank.generation})
+
+    def load(self) -> dict | None:
+        path = checkpoint_path(self.out_dir)
+        if not path.is_file():
+            return None
+        ckpt = load_checkpoint(path, map_location="cpu")
+        saved = Config.from_dict(ckpt["config"])
+        _check_resumable(saved, self.cfg, path)
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.scheduler.load_state_dict(ckpt["scheduler"])
+        self.scaler.load_state_dict(ckpt["scaler"])
+        set_rng_state(ckpt["rng"])
+        self.history = list(ckpt["history"])
+        self.train_seconds = float(ckpt.get("train_seconds", 0.0))
+        self.frame_steps = int(ckpt.get("frame_steps", 0))
+        self.nonfinite_total = int(ckpt.get("nonfinite_total", 0))
+        self.start_epoch = int(ckpt["epoch"]) + 1
+        if ckpt.get("bank") is not None:
+            from mofkit.bilevel.bank import FrameBank
+
+            self.bank = FrameBank.restore(ckpt["bank"])
+        return ckpt
+
+    # -- steps ---------------------------------------------------------------------------------
+
+    def _forward_loss(self, tokens: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
+        from mofkit.models.loss import contrastive_loss
+
+        net = self.ddp if self.ddp is not None else self.model
+        with autocast(self.device, self.precision):
+            text, video, scale = net(tokens, frames)
+        text = D.gather_features(text.float(), self.info)
+        video = D.gather_features(video.float(), self.info)
+        return contrastive_loss(text, video, scale.float())
+
+    def _compressed_frames(self, rows: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
+        """Bank frames of these training rows, minus rows holding non-finite values."""
+        x = self.bank.read(rows)  # (B, K, 3, S, S) float32
+        ok = torch.isfinite(x.flatten(1)).all(dim=1).numpy()
+        if not ok.all():
+            self._report_nonfinite(rows[~ok], "frame")
+        return x[torch.from_numpy(ok)].to(self.device), rows[ok]
+
+    def _report_nonfinite(self, rows: np.ndarray, what: str) -> None:
+        ids = [self.data.train.video_ids[int(r)] for r in rows]
+        self.nonfinite_total += len(ids)
+        self._epoch_nonfinite += len(ids)
+        warnings.warn(f"non-finite {what} for videos {ids[:10]}{' ...' if len(ids) > 10 else ''}: "
+                      f"their update is skipped ({self.nonfinite_total} so far)", RuntimeWarning)
+
+    def _meta_step(self, rows: np.ndarray, tokens: torch.Tensor, meta_frames: torch.Tensor,
+                   *, apply_now: bool) -> tuple[float, float] | None:
+        """Hypergradient for one meta batch; accumulate it in the bank or apply it at once."""
+        from mofkit.bilevel.meta import hypergradient
+        from mofkit.models.loss import contrastive_loss
+
+        x, kept = self._compressed_frames(rows)
+        if len(kept) < 2:  # a contrastive loss needs at least two videos
+            return None
+        keep = np.isin(rows, kept)
+        v = self.preprocess.eval(meta_frames[torch.from_numpy(keep)].to(self.device))  # (B, N, 3, S, S)
+        m = self.cfg.mof
+        was_training = self.model.training
+        self.model.eval()  # the meta step sees no dropout and changes no weight
+        res = hypergradient(self.model, contrastive_loss, tokens[torch.from_numpy(keep)].to(self.device),
+                            x, v, alpha=m.alpha, method=m.hypergrad, fd_eps=m.fd_eps,
+                            autocast=autocast(self.device, self.precision))
+        self.model.train(was_training)
+        finite = res.finite.cpu().numpy()
+        if not finite.all():
+            self._report_nonfinite(kept[~finite], "hypergradient")
+        rows_ok, grad = kept[finite], res.grad[torch.from_numpy(finite)].float().cpu()
+        if len(rows_ok):
+            if apply_now:
+                skipped = self.bank.step_rows(rows_ok, grad, lr=self._frame_lr(),
+                                              betas=tuple(m.frame_betas))
+            else:
+                skipped = self.bank.accumulate(rows_ok, grad)
+            if len(skipped):
+                self._report_nonfinite(np.asarray(skipped), "hypergradient")
+        return res.loss_compressed, res.loss_whole
+
+    def _frame_lr(self) -> float:
+        from mofkit.bilevel.bank import step_lr
+
+        m = self.cfg.mof
+        return step_lr(m.frame_lr, self.frame_steps, m.frame_lr_step, m.frame_lr_gamma)
+
+    def _tqdm(self, it, total: int, desc: str):
+        from tqdm.auto import tqdm
+
+        return tqdm(it, total=total, desc=desc, disable=not (self.progress and self.info.is_main),
+                    leave=False, dynamic_ncols=True)
+
+    def base_epoch(self, epoch: int) -> dict:
+        """One pass over the training videos updating the model (and, interleaved, the frames)."""
+        cfg, t, m = self.cfg, self.cfg.train, self.cfg.mof
+        mof, interleave = m.enabled, m.enabled and m.update == "batch"
+        batches = epoch_batches(len(self.data.train), t.batch_size, t.seed, epoch, self.info)
+        loader = self.data.train_loader(batches, epoch, with_meta=interleave)
+        self.model.train()
+        losses, meta_l1, meta_l2, n_videos, t0 = [], [], [], 0, time.time()
+        bar = self._tqdm(loader, len(batches), f"epoch {epoch + 1}/{t.epochs}")
+        self.optimizer.zero_grad(set_to_none=True)
+        for i, batch in enumerate(bar):
+            rows = batch["index"].numpy()
+            tokens = batch["tokens"]
+            if interleave:
+                out = self._meta_step(rows, tokens, batch["meta_frames"], apply_now=True)
+                if out is not None:
+                    meta_l1.append(out[0])
+                    meta_l2.append(out[1])
+            if mof:
+                frames, kept = self._compressed_frames(rows)  # (B, K, 3, S, S)
+                tokens = tokens[torch.from_numpy(np.isin(rows, kept))]
+            else:
+                frames = self.preprocess.train_with_seeds(
+                    batch["frames"].to(self.device), [(t.seed, epoch, int(r)) for r in rows],
+                    **self.data.aug)  # (B, K, 3, S, S)
+            loss = self._forward_loss(tokens.to(self.device), frames) / t.grad_accum
+            self.scaler.scale(loss).backward()
+            if (i + 1) % t.grad_accum == 0:
+                if t.grad_clip > 0:
+                    self.scaler.unscale_(self.optimizer)
+                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+                self.optimizer.zero_grad(set_to_none=True)
+                self.scheduler.step()
+            losses.append(loss.item() * t.grad_accum)
+            n_videos += len(rows) * self.info.world_size
+            bar.set_postfix(loss=f"{losses[-1]:.3f}", vid_s=f"{n_videos / (time.time() - t0):.0f}")
+        stats = {"train_loss": D.all_reduce_mean(float(np.mean(losses)) if losses else float("nan"),
+                                                 self.info, self.device),
+                 "lr": self.optimizer.param_groups[0]["lr"], "base_seconds": time.time() - t0}
+        if interleave and meta_l1:
+            stats.update(meta_loss_compressed=float(np.mean(meta_l1)),
+                         meta_loss_whole=float(np.mean(meta_l2)))
+        return stats
+
+    def meta_epoch(self, epoch: int) -> dict:
+        """Accumulate every training video's hypergradient, then one Adam step on all frames."""
+        m, t = self.cfg.mof, self.cfg.train
+        mb = m.meta_batch_size or t.batch_size // self.info.world_size
+        # Meta batches are cut from one global order and dealt round-robin to ranks, so each video's
+        # hypergradient is computed by exactly one rank and reaches the bank exactly once.
+        batches = epoch_batches(len(self.data.train), mb, t.seed, epoch, D.DistInfo(),
+                                drop_last=False, salt=1)
+        mine = [b for j, b in enumerate(batches) if j % self.info.world_size == self.info.rank]
+        loader = self.data.train_loader(mine, epoch, with_meta=True, frames=False)
+        l1, l2, t0 = [], [], time.time()
+        for batch in self._tqdm(loader, len(mine), f"meta {epoch + 1}/{t.epochs}"):
+            out = self._meta_step(batch["index"].numpy(), batch["tokens"], batch["meta_frames"],
+                                  apply_now=False)
+            if out is not None:
+                l1.append(out[0])
+                l2.append(out[1])
+        D.barrier(self.info)
+        stats: dict[str, Any] = {}
+        if self.info.is_main:
+            stats = self.bank.step_accumulated(lr=self._frame_lr(), betas=tuple(m.frame_betas))
+        D.barrier(self.info)
+        if not self.info.is_main:
+            from mofkit.bilevel.bank import FrameBank
+
+            self.bank = FrameBank.open(self.bank.directory)
+        self.frame_steps += 1
+        out = {"meta_loss_compressed": D.all_reduce_mean(float(np.mean(l1)) if l1 else float("nan"),
+                                                         self.info, self.device),
+               "meta_loss_whole": D.all_reduce_mean(float(np.mean(l2)) if l2 else float("nan"),
+                                                    self.info, self.device),
+               "meta_seconds": time.time() - t0}
+        out.update({f"frames_{k}": v for k, v in stats.items() if isinstance(v, (int, float))})
+        return out
+
+    def evaluate(self) -> dict | None:
+        """Test metrics on rank 0 (None elsewhere)."""
+        from mofkit.eval.encode import evaluate_model
+
+        if not self.info.is_main:
+            return None
+        d = self.data
+        res = evaluate_model(self.model, frames_of=d.test_clips.frames_of,
+                             num_videos=len(d.test), tokens=d.test_tokens,
+                             caption_video=d.test_caption_video, preprocess=self.preprocess.eval,
+                             device=self.device, precision=self.precision,
+                             batch_size=self.cfg.train.eval_batch_size, dropped=d.test_dropped)
+        res.pop("sim", None)
+        return res
+
+    # -- the run -------------------------------------------------------------------------------
+
+    def fit(self, *, resume: bool = True, stop_after_epoch: int | None = None) -> TrainResult:
+        cfg, t, m = self.cfg, self.cfg.train, self.cfg.mof
+        resumed = None
+        ckpt = self.load() if resume else None
+        if ckpt is not None:
+            resumed = int(ckpt["epoch"])
+            if self.start_epoch >= t.epochs and ckpt.get("final") is not None:
+                return self._result(ckpt["final"], resumed)
+        if m.enabled and self.bank is None:
+            self._setup_bank()
+        if self.info.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.out_dir / "config.json", json.dumps(cfg.to_dict(), indent=2))
+        final = None
+        for epoch in range(self.start_epoch, t.epochs):
+            t_epoch = time.time()
+            self._epoch_nonfinite = 0
+            row: dict[str, Any] = {"epoch": epoch + 1}
+            row.update(self.base_epoch(epoch))
+            last = epoch == t.epochs - 1
+            if last or (t.eval_every and (epoch + 1) % t.eval_every == 0):
+                metrics = self.evaluate()
+                if metrics is not None:
+                    for direction in ("t2v", "v2t", "t2v_dsl", "v2t_dsl"):
+                        row.update({f"{direction}_{k}": v for k, v in metrics[direction].items()})
+                    if last:
+                        final = metrics
+            if m.enabled and m.update == "epoch" and (epoch + 1) % m.meta_every == 0:
+                row.update(self.meta_epoch(epoch))
+            elif m.enabled and m.update == "batch":
+                self.frame_steps += 1  # the frame lr schedule counts epochs in interleaved mode
+            row["nonfinite_skipped"] = self._epoch_nonfinite
+            row["epoch_seconds"] = time.time() - t_epoch
+            self.train_seconds += row["epoch_seconds"]
+            row["train_seconds"] = self.train_seconds
+            self.history.append(row)
+            self._write_metrics(final)
+            self.save(epoch, final)
+            if self.progress and self.info.is_main:
+                _print_epoch(row, t.epochs)
+            if stop_after_epoch is not None and epoch >= stop_after_epoch:
+                break
+        D.barrier(self.info)
+        return self._result(final, resumed)
+
+    def _result(self, final, resumed) -> TrainResult:
+        return TrainResult(out_dir=self.out_dir, history=self.history, final=final,
+                           train_seconds=self.train_seconds, resumed_from=resumed,
+                           is_main=self.info.is_main)
+
+    def _write_metrics(self, final: dict | None) -> None:
+        if not self.info.is_main:
+            return
+        import pandas as pd
+
+        doc = {"config": self.cfg.to_dict(), "history": self.history, "final": final,
+               "train_seconds": self.train_seconds,
+               "dataset": {"train_videos": len(self.data.train), "test_videos": len(self.data.test),
+                           "train_dropped": self.data.train_dropped,
+                           "test_dropped": self.data.test_dropped}}
+        atomic_write_text(self.out_dir / "metrics.json", json.dumps(doc, indent=2, default=float))
+        pd.DataFrame(self.history).to_csv(self.out_dir / "metrics.csv", index=False)
+
+
+def _check_resumable(saved: Config, cfg: Config, path: Path) -> None:
+    """A checkpoint may be resumed with more epochs or another device, not with another setup."""
+    a, b = saved.to_dict(), cfg.to_dict()
+    for d in (a, b):
+        d["train"].pop("epochs")
+        d.pop("device")
+        d.pop("out_dir")
+        d["data"].pop("num_workers")
+    if a != b:
+        diff = [f"{s}.{k}" for s in a if isinstance(a[s], dict)
+                for k in a[s] if a[s][k] != b[s].get(k)]
+        raise RuntimeError(f"checkpoint {path} was written with a different config "
+                           f"(differs in {diff}); pass resume=False (--fresh) or another out_dir")
+
+
+def _print_epoch(row: dict, epochs: int) -> None:
+    parts = [f"epoch {row['epoch']}/{epochs}", f"loss {row['train_loss']:.3f}"]
+    if "t2v_R1" in row:
+        parts.append(f"t2v R@1 {row['t2v_R1']:.1f} R@5 {row['t2v_R5']:.1f}")
+    if "meta_loss_whole" in row:
+        parts.append(f"meta L1 {row['meta_loss_compressed']:.3f} L2 {row['meta_loss_whole']:.3f}")
+    parts.append(f"{row['epoch_seconds']:.0f} s")
+    print(" | ".join(parts), flush=True)
+
+
+def train(cfg: Config, *, resume: bool = True, progress: bool = True,
+          stop_after_epoch: int | None = None) -> TrainResult:
+    """Train (or resume, or return the results of a finished run in ``cfg.out_dir``).
+
+    Args:
+        cfg: the run's config (``mofkit.config.get_config``).
+        resume: continue from ``<out_dir>/checkpoint.pt`` when present; a finished run returns
+            its stored results at once.
+        progress: tqdm bars and one line per epoch (rank 0 only).
+        stop_after_epoch: stop after this (0-based) epoch, as an interruption would.
+
+    Returns:
+        :class:`TrainResult`.
+    """
+    trainer = Trainer(cfg, progress=progress)
+    try:
+        return trainer.fit(resume=resume, stop_after_epoch=stop_after_epoch)
+    finally:
+        D.cleanup(trainer.info)

@@ -1,0 +1,1 @@
+"""Figures and widgets: frame strips, sampling timelines, compressed vs uniform frames, curves."""
