@@ -128,12 +128,12 @@ def test_train_full_crop_and_flip(pre):
     frames = _video_batch(b=1, h=S, w=S).expand(16, -1, -1, -1, -1)
     x = pre.train(frames, torch.Generator().manual_seed(0), scale=(1.0, 1.0), ratio=(1.0, 1.0), hflip=True)
     ref = pre.eval(frames[0])
-    flipped = [bool(torch.allclose(v, ref.flip(-1), atol=1e-6)) for v in x]
-    plain = [bool(torch.allclose(v, ref, atol=1e-6)) for v in x]
+    flipped = [bool(torch.allclose(v, ref.flip(-1), atol=1e-4)) for v in x]
+    plain = [bool(torch.allclose(v, ref, atol=1e-4)) for v in x]
     assert all(f != p for f, p in zip(flipped, plain))  # each is exactly one of the two
     assert 0 < sum(flipped) < 16
     no_flip = pre.train(frames, torch.Generator().manual_seed(0), scale=(1.0, 1.0), ratio=(1.0, 1.0))
-    assert all(torch.allclose(v, ref, atol=1e-6) for v in no_flip)
+    assert all(torch.allclose(v, ref, atol=1e-4) for v in no_flip)
 
 
 def test_train_non_square_and_images(pre):

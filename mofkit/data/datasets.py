@@ -1,40 +1,47 @@
 """Video-text datasets in their public annotation formats, behind one interface.
 
-Every reader returns a :class:`VideoTextDataset`: records of (video id, video path, captions) for
+Every reader returns a :class:`VideoTextDataset`: the records (video id, video file, captions) of
 one split, plus the evaluation protocol of that split:
 
-* ``single``: one caption per test video, caption i belongs to video i (MSR-VTT 1k-A);
-* ``multi``: every caption of a test video is a query (MSVD);
-* ``paragraph``: a video's captions joined into one paragraph query (DiDeMo).
+* ``single``: one caption per video, caption i belongs to video i (MSR-VTT 1k-A test);
+* ``multi``: several captions per video, every caption is a query (MSVD; MSR-VTT train);
+* ``paragraph``: a video's descriptions joined into one paragraph query (DiDeMo).
 
-Formats, as CLIP4Clip distributes them (see data/README.md for where to get them):
+Formats, as CLIP4Clip distributes them (data/README.md says where to get them and where they go):
 
 * MSR-VTT: ``MSRVTT_data.json`` (all sentences), ``MSRVTT_train.9k.csv`` / ``MSRVTT_train.7k.csv``
-  (training ids, column ``video_id``), ``MSRVTT_JSFUSION_test.csv`` (1k-A test: columns
-  ``key, vid_key, video_id, sentence``).
-* MSVD: ``raw-captions.pkl`` (video id -> list of tokenised captions), ``train_list.txt``,
-  ``val_list.txt``, ``test_list.txt``.
-* DiDeMo: ``{train,val,test}_data.json`` (items with ``video``, ``description``, ``times``), and
-  optionally ``{split}_list.txt`` restricting the ids.
+  (training ids, column ``video_id``) and ``MSRVTT_JSFUSION_test.csv`` (1k-A test, columns
+  ``key, vid_key, video_id, sentence``). The synthetic corpus is written in this format.
+* MSVD: ``raw-captions.pkl`` (video id -> list of tokenised captions) and ``train_list.txt``,
+  ``val_list.txt``, ``test_list.txt`` (one id per line).
+* DiDeMo: ``{train,val,test}_data.json`` (items with ``video``, ``description``, ``times``) and,
+  when present, ``{split}_list.txt`` restricting the videos.
 
-Video files are looked up by id in ``video_dir`` (default ``<root>/videos``) with any common
-extension. Captions of videos that are not on disk raise :class:`MissingVideosError` naming the
-annotation file and the ids, or, with ``missing="skip"``, are dropped with one warning.
+Video files are found by id in ``video_dir`` (default ``<root>/videos``, searched recursively in
+one walk) with any of :data:`VIDEO_EXTENSIONS`. Captions of videos that are not on disk raise
+:class:`MissingVideosError`, naming the annotation file and the ids; with ``missing="skip"`` they
+are dropped with one warning. Nothing here decodes a video: unreadable files are found later (by
+``mofkit.data.scan`` or the frame cache) and removed with :meth:`VideoTextDataset.without`.
 """
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 
 DATASETS = ("msrvtt", "msvd", "didemo", "synthetic")
 PROTOCOLS = ("single", "multi", "paragraph")
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".webm", ".mkv", ".mov", ".m4v", ".mpg", ".mpeg")
+MISSING_POLICIES = ("error", "skip")
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".webm", ".mkv", ".mov", ".m4v")  # in order of preference
+MSRVTT_FILES = ("MSRVTT_data.json", "MSRVTT_train.9k.csv", "MSRVTT_train.7k.csv",
+                "MSRVTT_JSFUSION_test.csv")
+_SHOWN = 10  # ids named in an error or warning message; the count says how many more
 
 
 class AnnotationError(ValueError):
@@ -42,33 +49,43 @@ class AnnotationError(ValueError):
 
 
 class MissingVideosError(FileNotFoundError):
-    """Captions refer to videos that are not on disk; names the annotation file, folder and ids."""
+    """Captions refer to videos that are not on disk.
 
-    def __init__(self, annotation: str | Path, video_dir: str | Path, ids: list[str]):
+    Attributes:
+        annotation: the annotation file that names the videos.
+        video_dir: the folder that was searched.
+        ids: the missing video ids, in annotation order.
+    """
+
+    def __init__(self, annotation: str | os.PathLike, video_dir: str | os.PathLike, ids: list[str],
+                 total: int | None = None):
         self.annotation, self.video_dir, self.ids = str(annotation), str(video_dir), list(ids)
-        shown = ", ".join(self.ids[:10]) + (" ..." if len(self.ids) > 10 else "")
-        super().__init__(f"{len(self.ids)} videos named in {annotation} are not in {video_dir}: "
-                         f"{shown}. Put the video files there (see data/README.md), point "
-                         f"data.video_dir at them, or pass missing='skip' to leave them out")
+        where = (f"in {self.video_dir}" if Path(video_dir).is_dir()
+                 else f"found: the video folder {self.video_dir} does not exist")
+        of = f" of {total}" if total is not None else ""
+        super().__init__(f"{len(self.ids)}{of} videos named in {self.annotation} are not {where}: "
+                         f"{_list_ids(self.ids)}. Put the video files there (data/README.md shows "
+                         f"the layout), point video_dir (data.video_dir) at them, or pass "
+                         f"missing='skip' to leave these videos out")
 
 
 @dataclass
 class VideoRecord:
-    """One video and its captions for one split."""
+    """One video and its captions in one split."""
 
-    video_id: str  # e.g. "video7010"
+    video_id: str  # e.g. "video7010"; the video file's name without extension
     path: Path  # the video file
-    captions: list[str]  # all captions of this split (one for MSR-VTT 1k-A, a paragraph for DiDeMo)
+    captions: list[str]  # all captions of this video in this split (one for MSR-VTT 1k-A test)
 
 
-@dataclass
+@dataclass(repr=False)
 class VideoTextDataset:
-    """The videos of one split of one dataset."""
+    """The videos of one split of one dataset, in annotation order."""
 
     name: str  # msrvtt | msvd | didemo | synthetic
     split: str  # train | val | test
-    root: Path  # the annotation folder
-    records: list[VideoRecord]  # in annotation order
+    root: Path  # the folder holding the annotation files
+    records: list[VideoRecord]  # one per video, in annotation order
     protocol: str = "single"  # single | multi | paragraph (see the module docstring)
     excluded: dict[str, str] = field(default_factory=dict)  # video id -> why it was left out
 
@@ -81,232 +98,380 @@ class VideoTextDataset:
     def __iter__(self) -> Iterator[VideoRecord]:
         return iter(self.records)
 
+    def __repr__(self) -> str:
+        n_caps = sum(len(r.captions) for r in self.records)
+        return (f"VideoTextDataset(name={self.name!r}, split={self.split!r}, root='{self.root}', "
+                f"videos={len(self.records)}, captions={n_caps}, protocol={self.protocol!r}, "
+                f"excluded={len(self.excluded)})")
+
     @property
     def video_ids(self) -> list[str]:
+        """The video ids in record order."""
         return [r.video_id for r in self.records]
 
     def caption_pairs(self) -> tuple[list[str], np.ndarray]:
-        """All captions in record order and, for each, the row of its video.
+        """All captions, flattened in record order, and the row of each caption's video.
 
         Returns:
-            ``(captions, video_row)`` with ``video_row`` an int64 array of the caption count.
+            ``(captions, video_row)``: ``captions[j]`` describes ``records[video_row[j]]``;
+            ``video_row`` is an int64 array of ``len(captions)`` and is non-decreasing.
         """
-        caps, rows = [], []
+        captions: list[str] = []
+        rows: list[int] = []
         for i, r in enumerate(self.records):
-            caps.extend(r.captions)
+            captions.extend(r.captions)
             rows.extend([i] * len(r.captions))
-        return caps, np.asarray(rows, dtype=np.int64)
+        return captions, np.asarray(rows, dtype=np.int64)
 
-    def without(self, video_ids, reason: str = "") -> "VideoTextDataset":
-        """A copy without these videos (e.g. unreadable ones); ``excluded`` records why."""
+    def without(self, video_ids: Iterable[str], reason: str = "") -> "VideoTextDataset":
+        """A copy of this dataset without some videos (e.g. the unreadable ones).
+
+        Args:
+            video_ids: ids to leave out; ids that are not in the dataset are ignored.
+            reason: why, recorded in the copy's ``excluded`` for each id actually removed.
+
+        Returns:
+            A new :class:`VideoTextDataset` (records shared, not copied); this one is unchanged.
+        """
         drop = set(video_ids)
-        excluded = dict(self.excluded)
-        excluded.update({v: reason for v in drop if v in set(self.video_ids)})
+        removed = [r.video_id for r in self.records if r.video_id in drop]
+        excluded = {**self.excluded, **{v: reason for v in removed}}
         return replace(self, records=[r for r in self.records if r.video_id not in drop],
                        excluded=excluded)
 
 
 # ------------------------------------------------------------------------------------------------
-# helpers
+# Helpers
 # ------------------------------------------------------------------------------------------------
 
-def _need(path: Path, what: str) -> Path:
+def _list_ids(ids: list[str]) -> str:
+    shown = ", ".join(ids[:_SHOWN])
+    return shown + (f", ... ({len(ids) - _SHOWN} more)" if len(ids) > _SHOWN else "")
+
+
+def _check_choice(param: str, value: Any, valid: tuple[str, ...], what: str) -> None:
+    if value not in valid:
+        raise ValueError(f"{what}: {param}={value!r} is not valid; choose one of {valid}")
+
+
+def _need(path: Path, what: str, hint: str = "") -> Path:
     if not path.is_file():
-        raise AnnotationError(f"annotation file not found: {path} ({what}); see data/README.md for "
-                              f"where to get it and where it goes")
+        raise AnnotationError(f"annotation file not found: {path} ({what}). {hint}"
+                              f"See data/README.md for where to get it and where it goes")
     return path
 
 
-def _video_index(video_dir: Path) -> dict[str, Path]:
-    """Video id (file stem) -> path, from one listing of the folder."""
-    if not video_dir.is_dir():
-        return {}
-    out: dict[str, Path] = {}
-    for p in sorted(video_dir.iterdir()):
-        if p.suffix.lower() in VIDEO_EXTENSIONS and p.stem not in out:
-            out[p.stem] = p
-    return out
-
-
-def _attach(name: str, split: str, root: Path, video_dir: Path, captions: dict[str, list[str]],
-            protocol: str, annotation: Path, missing: str) -> VideoTextDataset:
-    """Records for ``captions`` (id -> captions, in order) with paths, honouring ``missing``."""
-    if missing not in ("error", "skip"):
-        raise ValueError(f"missing must be 'error' or 'skip', got {missing!r}")
-    index = _video_index(video_dir)
-    absent = [v for v in captions if v not in index]
-    if absent and missing == "error":
-        raise MissingVideosError(annotation, video_dir, absent)
-    if absent:
-        shown = ", ".join(absent[:10]) + (" ..." if len(absent) > 10 else "")
-        warnings.warn(f"{len(absent)} videos named in {annotation} are not in {video_dir} and are "
-                      f"left out: {shown}", UserWarning, stacklevel=3)
-    records = [VideoRecord(v, index[v], caps) for v, caps in captions.items() if v in index]
-    return VideoTextDataset(name=name, split=split, root=root, records=records, protocol=protocol,
-                            excluded={v: "video file not found" for v in absent})
+def _need_msrvtt(root: Path, file: str, what: str) -> Path:
+    return _need(root / file, what,
+                 f"CLIP4Clip's MSR-VTT annotation package holds {', '.join(MSRVTT_FILES)}; "
+                 f"put them in {root}. ")
 
 
 def _read_csv(path: Path, columns: tuple[str, ...]):
     import pandas as pd
 
     try:
+        # dtype=str keeps ids such as "0001" intact; keep_default_na stops "NA" becoming NaN
         df = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except Exception as e:  # pandas raises several parser errors
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as e:
         raise AnnotationError(f"cannot parse {path} as CSV: {e}") from None
     lacking = [c for c in columns if c not in df.columns]
     if lacking:
-        raise AnnotationError(f"{path} lacks column(s) {lacking}; it has {list(df.columns)}")
+        raise AnnotationError(f"{path} lacks column(s) {lacking}; it has columns {list(df.columns)}")
     return df
 
 
-def _read_json(path: Path):
+def _read_json(path: Path) -> Any:
     try:
-        return json.loads(path.read_text())
+        return json.loads(path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as e:
         raise AnnotationError(f"{path} is not valid JSON: {e}") from None
 
 
-def _check_split(split: str, valid: tuple[str, ...], name: str) -> None:
-    if split not in valid:
-        raise ValueError(f"{name} has splits {valid}, not {split!r}")
+def _read_id_list(path: Path) -> list[str]:
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as e:
+        raise AnnotationError(f"{path} should be a text file with one video id per line: {e}") from None
+    return [s for s in (line.strip() for line in lines) if s]
+
+
+class _VideoIndex:
+    """Video files under one folder, from one walk: by file stem (video extensions) and by name."""
+
+    def __init__(self, video_dir: Path):
+        self.video_dir = video_dir
+        self.by_name: dict[str, Path] = {}
+        best: dict[str, tuple[int, Path]] = {}
+        rank = {ext: i for i, ext in enumerate(VIDEO_EXTENSIONS)}
+        if video_dir.is_dir():
+            for dirpath, dirnames, filenames in os.walk(video_dir):
+                dirnames.sort()  # a fixed walk order makes the choice among duplicate ids repeatable
+                for f in sorted(filenames):
+                    p = Path(dirpath) / f
+                    self.by_name.setdefault(f, p)
+                    stem, ext = os.path.splitext(f)
+                    r = rank.get(ext.lower())
+                    if r is not None and (stem not in best or r < best[stem][0]):
+                        best[stem] = (r, p)
+        self.by_stem = {stem: p for stem, (_, p) in best.items()}
+
+    def find(self, video_id: str, file_name: str | None = None) -> Path | None:
+        p = self.by_stem.get(video_id)
+        if p is None and file_name is not None:
+            # DiDeMo names files with their original extension (.mov, .3gp, ...), and converted
+            # copies often keep it in the stem ("x.mov.mp4")
+            p = self.by_name.get(file_name) or self.by_stem.get(file_name)
+        return p
+
+
+def _build(name: str, split: str, root: Path, video_dir: Path, captions: dict[str, list[str]],
+           protocol: str, annotation: Path, missing: str,
+           file_names: dict[str, str] | None = None) -> VideoTextDataset:
+    """Attach video files to ``captions`` (id -> captions, annotation order), honouring ``missing``."""
+    if not captions:
+        raise AnnotationError(f"{annotation} names no videos for the {name} {split} split")
+    index = _VideoIndex(video_dir)
+    file_names = file_names or {}
+    paths = {v: index.find(v, file_names.get(v)) for v in captions}
+    absent = [v for v, p in paths.items() if p is None]
+    if absent and (missing == "error" or len(absent) == len(captions)):
+        raise MissingVideosError(annotation, video_dir, absent, total=len(captions))
+    if absent:
+        warnings.warn(f"{len(absent)} of {len(captions)} videos named in {annotation} are not in "
+                      f"{video_dir} and are left out of {name}/{split}: {_list_ids(absent)}",
+                      UserWarning, stacklevel=3)
+    records = [VideoRecord(video_id=v, path=paths[v], captions=caps)
+               for v, caps in captions.items() if paths[v] is not None]
+    return VideoTextDataset(name=name, split=split, root=root, records=records, protocol=protocol,
+                            excluded={v: f"video file not found in {video_dir}" for v in absent})
+
+
+def _video_dir(root: Path, video_dir: str | os.PathLike | None) -> Path:
+    return Path(video_dir) if video_dir is not None else root / "videos"
 
 
 # ------------------------------------------------------------------------------------------------
-# readers
+# Readers
 # ------------------------------------------------------------------------------------------------
 
-def load_msrvtt(root, split: str, *, train_split: str = "9k", video_dir=None,
-                missing: str = "error", name: str = "msrvtt") -> VideoTextDataset:
-    """MSR-VTT in CLIP4Clip's packaging.
+def load_msrvtt(root: str | os.PathLike, split: str, *, train_split: str = "9k",
+                video_dir: str | os.PathLike | None = None, missing: str = "error",
+                name: str = "msrvtt") -> VideoTextDataset:
+    """MSR-VTT (or the synthetic corpus) in CLIP4Clip's packaging.
 
     Args:
         root: folder with ``MSRVTT_data.json`` and the split CSVs.
-        split: ``train`` (all ~20 captions of each listed video) or ``test`` (1k-A: one caption
-            per video, from ``MSRVTT_JSFUSION_test.csv``).
-        train_split: ``9k`` or ``7k`` (which training list).
-        video_dir: folder of the videos (default ``<root>/videos``).
-        missing: ``error`` or ``skip`` for captions whose video is not on disk.
-        name: dataset name recorded in the result (the synthetic corpus reuses this reader).
+        split: ``train``: every sentence of ``MSRVTT_data.json`` for each video of the training
+            list (about 20 per video); ``test``: the 1k-A split, the captions of
+            ``MSRVTT_JSFUSION_test.csv`` (one per video). The standard setup has no ``val``.
+        train_split: ``9k`` (``MSRVTT_train.9k.csv``) or ``7k`` (``MSRVTT_train.7k.csv``).
+        video_dir: folder of the video files; default ``<root>/videos``.
+        missing: ``error`` or ``skip`` for captions whose video file is not on disk.
+        name: dataset name recorded in the result (``synthetic`` for the generated corpus).
 
     Returns:
-        :class:`VideoTextDataset` (protocol ``single`` for test).
+        :class:`VideoTextDataset`, protocol ``single`` when every video has one caption (1k-A
+        test), else ``multi``.
+
+    Raises:
+        ValueError: unknown ``split``, ``train_split`` or ``missing``.
+        AnnotationError: an annotation file is missing or malformed.
+        MissingVideosError: captions name videos that are not in ``video_dir``.
     """
     root = Path(root)
-    vdir = Path(video_dir) if video_dir else root / "videos"
     if split == "val":
-        raise ValueError("MSR-VTT's standard splits (9k/7k train, 1k-A test) have no val split; "
-                         "use 'train' or 'test'")
-    _check_split(split, ("train", "test"), "MSR-VTT")
+        raise ValueError("MSR-VTT has no val split in the standard setup (9k or 7k train, 1k-A "
+                         "test from MSRVTT_JSFUSION_test.csv); use split='train' or 'test'")
+    _check_choice("split", split, ("train", "test"), "MSR-VTT")
+    _check_choice("missing", missing, MISSING_POLICIES, "MSR-VTT")
+    vdir = _video_dir(root, video_dir)
+    caps: dict[str, list[str]] = {}
     if split == "test":
-        path = _need(root / "MSRVTT_JSFUSION_test.csv", "the 1k-A test captions")
+        path = _need_msrvtt(root, "MSRVTT_JSFUSION_test.csv", "the 1k-A test captions")
         df = _read_csv(path, ("video_id", "sentence"))
-        caps: dict[str, list[str]] = {}
-        for vid, sent in zip(df["video_id"], df["sentence"]):
-            caps.setdefault(vid, []).append(sent)
-        return _attach(name, split, root, vdir, caps, "single", path, missing)
-    if train_split not in ("9k", "7k"):
-        raise ValueError(f"train_split must be '9k' or '7k', not {train_split!r}")
-    list_path = _need(root / f"MSRVTT_train.{train_split}.csv", f"the {train_split} training list")
-    ids = list(_read_csv(list_path, ("video_id",))["video_id"])
-    data_path = _need(root / "MSRVTT_data.json", "all MSR-VTT sentences")
-    data = _read_json(data_path)
-    if not isinstance(data, dict) or not isinstance(data.get("sentences"), list):
-        raise AnnotationError(f"{data_path} has no 'sentences' list (expected CLIP4Clip's "
-                              f"MSRVTT_data.json)")
-    wanted = set(ids)
-    caps = {v: [] for v in ids}
-    for i, s in enumerate(data["sentences"]):
-        if not isinstance(s, dict) or "video_id" not in s or "caption" not in s:
-            raise AnnotationError(f"{data_path}: sentence #{i} lacks 'video_id' or 'caption'")
-        if s["video_id"] in wanted:
-            caps[s["video_id"]].append(str(s["caption"]))
-    uncaptioned = [v for v, c in caps.items() if not c]
-    if uncaptioned:
-        raise AnnotationError(f"{len(uncaptioned)} training videos of {list_path} have no sentence in "
-                              f"{data_path}: {uncaptioned[:10]}")
-    return _attach(name, split, root, vdir, caps, "single", list_path, missing)
+        for vid, sentence in zip(df["video_id"], df["sentence"]):
+            caps.setdefault(vid.strip(), []).append(sentence)
+        annotation = path
+    else:
+        _check_choice("train_split", train_split, ("9k", "7k"), "MSR-VTT")
+        annotation = _need_msrvtt(root, f"MSRVTT_train.{train_split}.csv",
+                                  f"the {train_split} training video ids")
+        ids = [v.strip() for v in _read_csv(annotation, ("video_id",))["video_id"]]
+        caps = {v: [] for v in ids}
+        data_path = _need_msrvtt(root, "MSRVTT_data.json", "the sentences of all MSR-VTT videos")
+        data = _read_json(data_path)
+        if not isinstance(data, dict) or not isinstance(data.get("sentences"), list):
+            raise AnnotationError(f"{data_path} should be an object with a 'sentences' list "
+                                  f"(CLIP4Clip's MSRVTT_data.json); found "
+                                  f"{type(data).__name__} without it")
+        for i, s in enumerate(data["sentences"]):
+            if not (isinstance(s, dict) and isinstance(s.get("video_id"), str)
+                    and isinstance(s.get("caption"), str)):
+                raise AnnotationError(f"{data_path}: sentences[{i}] should be an object with string "
+                                      f"fields 'video_id' and 'caption', got {s!r:.120}")
+            if s["video_id"] in caps:
+                caps[s["video_id"]].append(s["caption"])
+        uncaptioned = [v for v, c in caps.items() if not c]
+        if uncaptioned:
+            raise AnnotationError(f"{len(uncaptioned)} videos of {annotation} have no sentence in "
+                                  f"{data_path}: {_list_ids(uncaptioned)}")
+    protocol = "single" if all(len(c) == 1 for c in caps.values()) else "multi"
+    return _build(name, split, root, vdir, caps, protocol, annotation, missing)
 
 
-def load_msvd(root, split: str, *, video_dir=None, missing: str = "error") -> VideoTextDataset:
-    """MSVD in CLIP4Clip's packaging (``raw-captions.pkl`` and ``{split}_list.txt``).
+def load_msvd(root: str | os.PathLike, split: str, *, video_dir: str | os.PathLike | None = None,
+              missing: str = "error") -> VideoTextDataset:
+    """MSVD in CLIP4Clip's packaging: ``raw-captions.pkl`` and ``{split}_list.txt``.
 
-    Every caption of a val/test video is a query (protocol ``multi``).
+    ``raw-captions.pkl`` is a pickle, which can run code when loaded: read only files you trust.
+
+    Args:
+        root: folder with ``raw-captions.pkl`` and the three id lists.
+        split: ``train``, ``val`` or ``test`` (1,200 / 100 / 670 videos in the standard split).
+        video_dir: folder of the video files (``<id>.avi`` in the original release); default
+            ``<root>/videos``.
+        missing: ``error`` or ``skip`` for ids whose video file is not on disk.
+
+    Returns:
+        :class:`VideoTextDataset` with every caption of each video (tokens joined with spaces),
+        protocol ``multi``.
+
+    Raises:
+        ValueError: unknown ``split`` or ``missing``.
+        AnnotationError: an annotation file is missing or malformed, or a listed id has no captions.
+        MissingVideosError: listed videos are not in ``video_dir``.
     """
     root = Path(root)
-    _check_split(split, ("train", "val", "test"), "MSVD")
-    vdir = Path(video_dir) if video_dir else root / "videos"
-    list_path = _need(root / f"{split}_list.txt", f"the MSVD {split} ids")
-    ids = [line.strip() for line in list_path.read_text().splitlines() if line.strip()]
-    pkl = _need(root / "raw-captions.pkl", "MSVD captions")
+    _check_choice("split", split, ("train", "val", "test"), "MSVD")
+    _check_choice("missing", missing, MISSING_POLICIES, "MSVD")
+    list_path = _need(root / f"{split}_list.txt", f"the MSVD {split} video ids, one per line")
+    ids = _read_id_list(list_path)
+    pkl = _need(root / "raw-captions.pkl", "the MSVD captions, a pickled dict id -> token lists")
     try:
         with open(pkl, "rb") as f:
             raw = pickle.load(f)
-    except Exception as e:
-        raise AnnotationError(f"cannot read {pkl} as a pickle: {e}") from None
+    except Exception as e:  # unpickling raises many types on a damaged file
+        raise AnnotationError(f"cannot read {pkl} as a pickle: {type(e).__name__}: {e}") from None
     if not isinstance(raw, dict):
-        raise AnnotationError(f"{pkl} should hold a dict video id -> captions, not {type(raw).__name__}")
-    absent = [v for v in ids if v not in raw]
-    if absent:
-        raise AnnotationError(f"{len(absent)} ids of {list_path} have no captions in {pkl}: {absent[:10]}")
-    caps = {v: [" ".join(c) if isinstance(c, (list, tuple)) else str(c) for c in raw[v]] for v in ids}
-    protocol = "single" if split == "train" else "multi"
-    return _attach("msvd", split, root, vdir, caps, protocol, list_path, missing)
+        raise AnnotationError(f"{pkl} should hold a dict video id -> list of captions, "
+                              f"not a {type(raw).__name__}")
+    uncaptioned = [v for v in ids if not raw.get(v)]
+    if uncaptioned:
+        raise AnnotationError(f"{len(uncaptioned)} ids of {list_path} have no captions in {pkl}: "
+                              f"{_list_ids(uncaptioned)}")
+    caps: dict[str, list[str]] = {}
+    for v in ids:
+        entries = raw[v]
+        if isinstance(entries, str) or not isinstance(entries, (list, tuple)):
+            raise AnnotationError(f"{pkl}: the captions of {v!r} should be a list of captions, "
+                                  f"got {type(entries).__name__}")
+        caps[v] = [_msvd_caption(c, pkl, v) for c in entries]
+    return _build("msvd", split, root, _video_dir(root, video_dir), caps, "multi", list_path, missing)
 
 
-def load_didemo(root, split: str, *, video_dir=None, missing: str = "error") -> VideoTextDataset:
-    """DiDeMo for paragraph-to-video retrieval (CLIP4Clip's ``{split}_data.json``).
-
-    A video's descriptions are joined, in the order of their average start time, into one
-    paragraph (protocol ``paragraph``). The video id is the ``video`` file name without extension.
-    """
-    root = Path(root)
-    _check_split(split, ("train", "val", "test"), "DiDeMo")
-    vdir = Path(video_dir) if video_dir else root / "videos"
-    path = _need(root / f"{split}_data.json", f"DiDeMo {split} descriptions")
-    items = _read_json(path)
-    if not isinstance(items, list):
-        raise AnnotationError(f"{path} should hold a list of items with 'video' and 'description'")
-    restrict = None
-    list_path = root / f"{split}_list.txt"
-    if list_path.is_file():
-        restrict = {Path(x.strip()).stem for x in list_path.read_text().splitlines() if x.strip()}
-    parts: dict[str, list[tuple[float, str]]] = {}
-    for i, it in enumerate(items):
-        if not isinstance(it, dict) or "video" not in it or "description" not in it:
-            raise AnnotationError(f"{path}: item #{i} lacks 'video' or 'description'")
-        vid = Path(str(it["video"])).stem
-        if restrict is not None and vid not in restrict:
-            continue
-        times = it.get("times") or [[0, 0]]
-        try:
-            start = float(np.mean([t[0] for t in times]))
-        except (TypeError, IndexError):
-            raise AnnotationError(f"{path}: item #{i} ({vid}) has malformed 'times' {times!r}") from None
-        parts.setdefault(vid, []).append((start, str(it["description"]).strip()))
-    caps = {v: [" ".join(d for _, d in sorted(p, key=lambda x: x[0]))] for v, p in parts.items()}
-    return _attach("didemo", split, root, vdir, caps, "paragraph", path, missing)
+def _msvd_caption(c: Any, pkl: Path, video_id: str) -> str:
+    if isinstance(c, str):
+        return c
+    if isinstance(c, (list, tuple)) and all(isinstance(t, str) for t in c):
+        return " ".join(c)
+    raise AnnotationError(f"{pkl}: a caption of {video_id!r} should be a list of word tokens "
+                          f"(or a string), got {c!r:.80}")
 
 
-def load_dataset(name: str, root, split: str, **kw) -> VideoTextDataset:
-    """Read one split of a dataset.
+def load_didemo(root: str | os.PathLike, split: str, *, video_dir: str | os.PathLike | None = None,
+                missing: str = "error") -> VideoTextDataset:
+    """DiDeMo for paragraph-to-video retrieval, from ``{split}_data.json`` as CLIP4Clip uses it.
+
+    Each item of the JSON list describes one moment: ``video`` (file name with its original
+    extension), ``description`` and ``times`` (one ``[start, end]`` per annotator, in 5-second
+    segments). A video's descriptions are joined with spaces into one paragraph, ordered by the
+    average start time of their moments (ties keep file order; CLIP4Clip keeps file order
+    throughout). The video id is ``video`` without its extension. When ``{split}_list.txt`` is
+    present only the videos it lists (with or without extension) are kept, as in CLIP4Clip.
 
     Args:
-        name: ``msrvtt``, ``msvd``, ``didemo`` or ``synthetic`` (the generated corpus, written in
-            MSR-VTT's format and read by the same reader).
-        root: the annotation folder.
-        split: ``train``, ``val`` or ``test`` (as the dataset has them).
-        **kw: ``video_dir``, ``missing``, and ``train_split`` (MSR-VTT / synthetic).
+        root: folder with ``{split}_data.json`` (and optionally ``{split}_list.txt``).
+        split: ``train``, ``val`` or ``test``.
+        video_dir: folder of the video files; default ``<root>/videos``. A video is found as
+            ``<id>.<ext>`` for the usual extensions, under its ``video`` name, or as
+            ``<video name>.<ext>`` (a converted copy).
+        missing: ``error`` or ``skip`` for videos whose file is not on disk.
+
+    Returns:
+        :class:`VideoTextDataset`, one paragraph per video, protocol ``paragraph``.
+
+    Raises:
+        ValueError: unknown ``split`` or ``missing``.
+        AnnotationError: the JSON file is missing or malformed, or the list excludes every item.
+        MissingVideosError: described videos are not in ``video_dir``.
+    """
+    root = Path(root)
+    _check_choice("split", split, ("train", "val", "test"), "DiDeMo")
+    _check_choice("missing", missing, MISSING_POLICIES, "DiDeMo")
+    path = _need(root / f"{split}_data.json", f"the DiDeMo {split} descriptions")
+    items = _read_json(path)
+    if not isinstance(items, list):
+        raise AnnotationError(f"{path} should hold a list of items with 'video', 'description' "
+                              f"and 'times', not a {type(items).__name__}")
+    list_path = root / f"{split}_list.txt"
+    allowed: set[str] | None = None
+    if list_path.is_file():
+        entries = _read_id_list(list_path)
+        allowed = set(entries) | {os.path.splitext(e)[0] for e in entries}
+    moments: dict[str, list[tuple[float, str]]] = {}
+    file_names: dict[str, str] = {}
+    for i, it in enumerate(items):
+        if not (isinstance(it, dict) and isinstance(it.get("video"), str)
+                and isinstance(it.get("description"), str) and "times" in it):
+            raise AnnotationError(f"{path}: item {i} should be an object with string fields "
+                                  f"'video' and 'description' and a 'times' list, got {it!r:.160}")
+        file_name = Path(it["video"]).name
+        vid = os.path.splitext(file_name)[0]
+        if allowed is not None and file_name not in allowed and vid not in allowed:
+            continue
+        moments.setdefault(vid, []).append((_mean_start(it["times"], path, i, vid),
+                                            it["description"].strip()))
+        file_names.setdefault(vid, file_name)
+    if allowed is not None and not moments:
+        raise AnnotationError(f"{list_path} lists none of the {len(items)} videos described in "
+                              f"{path}; entries should be video names like "
+                              f"{Path(items[0]['video']).name if items else 'xxx.mov'!r}")
+    caps = {v: [" ".join(d for _, d in sorted(m, key=lambda x: x[0]))] for v, m in moments.items()}
+    return _build("didemo", split, root, _video_dir(root, video_dir), caps, "paragraph", path,
+                  missing, file_names=file_names)
+
+
+def _mean_start(times: Any, path: Path, i: int, vid: str) -> float:
+    try:
+        if not isinstance(times, list) or not times:
+            raise TypeError
+        return float(np.mean([float(t[0]) for t in times]))
+    except (TypeError, ValueError, IndexError, KeyError):
+        raise AnnotationError(f"{path}: item {i} ({vid}) should have 'times' as a non-empty list of "
+                              f"[start, end] pairs, got {times!r:.80}") from None
+
+
+def load_dataset(name: str, root: str | os.PathLike, split: str, **kw: Any) -> VideoTextDataset:
+    """Read one split of a dataset by name.
+
+    Args:
+        name: one of :data:`DATASETS`; ``synthetic`` is the generated corpus, written in MSR-VTT's
+            format and read by :func:`load_msrvtt` (training list ``9k``).
+        root: the annotation folder (``data/msrvtt``, ``data/msvd``, ``data/didemo``, ...).
+        split: ``train``, ``val`` or ``test``, as the dataset has them.
+        **kw: ``video_dir`` and ``missing`` for every reader; ``train_split`` for MSR-VTT and
+            synthetic, ignored by the others (run configs always carry it).
 
     Returns:
         :class:`VideoTextDataset`.
+
+    Raises:
+        ValueError: unknown ``name`` (or a reader's own errors, see each reader).
     """
-    if name == "msrvtt":
-        return load_msrvtt(root, split, **kw)
-    if name == "synthetic":
-        return load_msrvtt(root, split, name="synthetic", **kw)
+    _check_choice("name", name, DATASETS, "load_dataset")
+    if name in ("msrvtt", "synthetic"):
+        return load_msrvtt(root, split, name=name, **kw)
     kw.pop("train_split", None)
-    if name == "msvd":
-        return load_msvd(root, split, **kw)
-    if name == "didemo":
-        return load_didemo(root, split, **kw)
-    raise ValueError(f"unknown dataset {name!r}; choose one of {DATASETS}")
+    reader = load_msvd if name == "msvd" else load_didemo
+    return reader(root, split, **kw)

@@ -19,24 +19,13 @@ from typing import Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torchvision.transforms.v2 import functional as TF
 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)  # CLIP's pixel statistics (open_clip's defaults)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 
 Seed = int | Sequence[int]
-
-
-def _to_float_chw(frames: torch.Tensor) -> torch.Tensor:
-    """uint8 (..., H, W, 3) -> float32 (..., 3, H, W) in [0, 1]; float input is taken as [0, 1]."""
-    if frames.ndim < 3 or frames.shape[-1] != 3:
-        raise ValueError(f"frames must be laid out (..., H, W, 3) (RGB last), got shape {tuple(frames.shape)}")
-    x = frames.movedim(-1, -3)  # (..., 3, H, W)
-    if x.dtype == torch.uint8:
-        return x.float().div_(255.0)
-    if not x.is_floating_point():
-        raise TypeError(f"frames must be uint8 (0..255) or float (0..1), got {frames.dtype}")
-    return x.float()
 
 
 def _seed_entropy(seed: Seed) -> int | list[int]:
@@ -163,6 +152,26 @@ class Preprocessor:
         img = self.denormalize(x.detach()).mul_(255.0).round_().to(torch.uint8)
         return img.movedim(-3, -1).cpu()  # (..., H, W, 3)
 
+    def _normalized_chw(self, frames: torch.Tensor) -> torch.Tensor:
+        """uint8 (..., H, W, 3) -> normalised float32 (..., 3, H, W) in one pass over the pixels.
+
+        Normalising before resizing is exact (interpolation weights sum to one) and cheaper:
+        the affine map runs on the contiguous channels-last layout, then one copy moves channels.
+        """
+        if frames.ndim < 3 or frames.shape[-1] != 3:
+            raise ValueError(f"frames must be laid out (..., H, W, 3) (RGB last), got shape {tuple(frames.shape)}")
+        if frames.dtype != torch.uint8 and not frames.is_floating_point():
+            raise TypeError(f"frames must be uint8 (0..255) or float (0..1), got {frames.dtype}")
+        unit = 255.0 if frames.dtype == torch.uint8 else 1.0
+        key = ("hwc", frames.device, unit)
+        if key not in self._stats_cache:
+            std = torch.tensor(self.std, device=frames.device)
+            mean = torch.tensor(self.mean, device=frames.device)
+            self._stats_cache[key] = (1.0 / (unit * std), -mean / std)
+        scale, offset = self._stats_cache[key]
+        x = torch.addcmul(offset, frames.float(), scale)  # (..., H, W, 3)
+        return x.movedim(-1, -3).contiguous()  # (..., 3, H, W)
+
     # -- transforms ------------------------------------------------------------------------------
 
     def eval(self, frames: torch.Tensor) -> torch.Tensor:
@@ -174,7 +183,7 @@ class Preprocessor:
         Returns:
             float32 (..., 3, S, S) on the same device.
         """
-        x = _to_float_chw(frames)  # (..., 3, H, W)
+        x = self._normalized_chw(frames)  # (..., 3, H, W)
         lead, (h, w) = x.shape[:-3], x.shape[-2:]
         s = self.image_size
         x = x.reshape(-1, 3, h, w)  # (N, 3, H, W)
@@ -182,7 +191,7 @@ class Preprocessor:
             x = TF.resize(x, [s], interpolation=TF.InterpolationMode.BILINEAR, antialias=True)
         if tuple(x.shape[-2:]) != (s, s):
             x = TF.center_crop(x, [s, s])
-        return self.normalize(x).reshape(*lead, 3, s, s)  # (..., 3, S, S)
+        return x.reshape(*lead, 3, s, s)  # (..., 3, S, S)
 
     def train(self, frames: torch.Tensor, generator: torch.Generator | np.random.Generator | None = None,
               scale: tuple[float, float] = (0.8, 1.0), ratio: tuple[float, float] = (3 / 4, 4 / 3),
@@ -225,17 +234,30 @@ class Preprocessor:
             raise ValueError(f"train expects a batch (B, T, H, W, 3) or (B, H, W, 3), got {tuple(frames.shape)}")
         if len(seeds) != frames.shape[0]:
             raise ValueError(f"got {len(seeds)} seeds for a batch of {frames.shape[0]} videos; pass one per video")
-        x = _to_float_chw(frames)  # (B, ..., 3, H, W)
-        h, w = x.shape[-2:]
+        x = self._normalized_chw(frames)  # (B, ..., 3, H, W)
+        lead = x.shape[1:-3]
         s = self.image_size
-        out = []
+        if x.shape[0] == 0:
+            return x.new_zeros((0, *lead, 3, s, s))
+        if min(x.shape[-2:]) > 1.5 * s:
+            # Shrink first with antialiasing; the crop below then never downsamples much.
+            flat = x.reshape(-1, 3, *x.shape[-2:])
+            flat = TF.resize(flat, [s], interpolation=TF.InterpolationMode.BILINEAR, antialias=True)
+            x = flat.reshape(*x.shape[:-2], *flat.shape[-2:])
+        h, w = x.shape[-2:]
+        theta = torch.zeros(len(seeds), 2, 3, dtype=torch.float32)
         for b, seed in enumerate(seeds):
             rng = np.random.default_rng(_seed_entropy(seed))
             top, left, ch, cw = random_resized_crop_params(h, w, rng, scale, ratio)
             flip = bool(rng.random() < 0.5)  # drawn whether or not used: crops do not depend on hflip
-            v = TF.resized_crop(x[b], top, left, ch, cw, [s, s],
-                                interpolation=TF.InterpolationMode.BILINEAR, antialias=True)
-            out.append(v.flip(-1) if hflip and flip else v)  # (T, 3, S, S)
-        if not out:
-            return x.new_zeros((0, *x.shape[1:-2], s, s))
-        return self.normalize(torch.stack(out))  # (B, T, 3, S, S)
+            # affine map from output coordinates in [-1, 1] to the crop box in input coordinates
+            theta[b, 0, 0] = (cw / w) * (-1.0 if hflip and flip else 1.0)
+            theta[b, 0, 2] = (2 * left + cw) / w - 1
+            theta[b, 1, 1] = ch / h
+            theta[b, 1, 2] = (2 * top + ch) / h - 1
+        theta = theta.to(x.device)
+        grid = F.affine_grid(theta, [len(seeds), 3, s, s], align_corners=False)  # (B, S, S, 2)
+        # One grid per video, shared by its frames: fold time into channels.
+        planes = x.reshape(x.shape[0], -1, h, w)  # (B, T*3, H, W)
+        out = F.grid_sample(planes, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        return out.reshape(x.shape[0], *lead, 3, s, s)  # (B, T, 3, S, S)

@@ -1,0 +1,123 @@
+"""End-to-end training on the synthetic corpus: learning, exact resume, MOF schedule, DDP."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mofkit.config import get_config
+from mofkit.train.checkpoint import load_checkpoint
+from mofkit.train.loop import train
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="session")
+def smoke_root(tmp_path_factory):
+    """One smoke corpus and frame cache shared by the training tests."""
+    root = tmp_path_factory.mktemp("smoke")
+    return root
+
+
+def _cfg(root: Path, name: str, **overrides):
+    base = {"data.root": str(root / "corpus"), "data.cache_dir": str(root / "cache"),
+            "out_dir": str(root / name)}
+    base.update(overrides)
+    return get_config("smoke", base)
+
+
+def _weights(out_dir):
+    return load_checkpoint(Path(out_dir) / "checkpoint.pt")["model"]
+
+
+def test_training_learns(smoke_root):
+    res = train(_cfg(smoke_root, "learn", **{"train.epochs": 12}), progress=False)
+    t2v = res.final["t2v"]
+    chance_r5 = 100 * 5 / res.final["n_videos"]
+    assert t2v["R5"] > 2 * chance_r5, t2v
+    assert t2v["MnR"] < 0.4 * res.final["n_videos"], t2v
+    losses = [row["train_loss"] for row in res.history]
+    assert losses[-1] < 0.8 * losses[0]
+    doc = json.loads((res.out_dir / "metrics.json").read_text())
+    assert doc["config"]["train"]["epochs"] == 12 and len(doc["history"]) == 12
+    assert (res.out_dir / "metrics.csv").read_text().startswith("epoch,")
+
+
+@pytest.mark.parametrize("mof", [False, True])
+def test_resume_ends_with_the_same_weights(smoke_root, mof):
+    over = {"train.epochs": 3, "mof.enabled": mof}
+    straight = train(_cfg(smoke_root, f"straight{mof}", **over), progress=False)
+    cfg = _cfg(smoke_root, f"resumed{mof}", **over)
+    first = train(cfg, progress=False, stop_after_epoch=0)
+    assert len(first.history) == 1 and first.final is None
+    again = train(cfg, progress=False)
+    assert again.resumed_from == 0 and len(again.history) == 3
+    a, b = _weights(straight.out_dir), _weights(again.out_dir)
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    if mof:
+        from mofkit.bilevel.bank import FrameBank
+
+        fa = FrameBank.restore(load_checkpoint(straight.out_dir / "checkpoint.pt")["bank"])
+        fb = FrameBank.restore(load_checkpoint(again.out_dir / "checkpoint.pt")["bank"])
+        rows = np.arange(fa.num_videos)
+        assert torch.equal(fa.read(rows), fb.read(rows))
+    # a finished run is not trained again
+    done = train(cfg, progress=False)
+    assert done.final == again.final or done.final["t2v"] == again.final["t2v"]
+
+
+def test_mof_moves_frames_and_logs_both_losses(smoke_root):
+    cfg = _cfg(smoke_root, "mof", **{"train.epochs": 2, "mof.enabled": True,
+                                     "mof.frame_lr": 0.05})
+    res = train(cfg, progress=False)
+    last = res.history[-1]
+    assert np.isfinite(last["meta_loss_compressed"]) and np.isfinite(last["meta_loss_whole"])
+    assert last["frames_rows_updated"] == len(json.loads(
+        (res.out_dir / "bank" / "bank.json").read_text())["video_ids"])
+    assert last["frames_mean_abs_change"] > 0
+    assert last["nonfinite_skipped"] == 0
+
+
+def test_resume_refuses_a_different_setup(smoke_root):
+    cfg = _cfg(smoke_root, "refuse", **{"train.epochs": 1})
+    train(cfg, progress=False)
+    other = _cfg(smoke_root, "refuse", **{"train.epochs": 1, "train.lr": 0.1})
+    with pytest.raises(RuntimeError, match="train.lr"):
+        train(other, progress=False)
+
+
+def _torchrun(args, env):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "mofkit", "train", *args]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+
+
+@pytest.mark.parametrize("mof", [False, True])
+def test_two_gloo_processes_match_one(smoke_root, mof):
+    over = {"train.epochs": 2, "mof.enabled": mof, "mof.meta_batch_size": 8, "mof.frame_lr": 0.05}
+    one = train(_cfg(smoke_root, f"one{mof}", **over), progress=False)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    args = ["--profile", "smoke", "--out-dir", str(smoke_root / f"two{mof}")]
+    for k, v in {**over, "data.root": str(smoke_root / "corpus"),
+                 "data.cache_dir": str(smoke_root / "cache")}.items():
+        args += ["--set", f"{k}={v}"]
+    _torchrun(args, env)
+    a, b = _weights(one.out_dir), _weights(smoke_root / f"two{mof}")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5, msg=k)
+    if mof:
+        from mofkit.bilevel.bank import FrameBank
+
+        fa = FrameBank.restore(load_checkpoint(one.out_dir / "checkpoint.pt")["bank"])
+        fb = FrameBank.restore(load_checkpoint(smoke_root / f"two{mof}" / "checkpoint.pt")["bank"])
+        rows = np.arange(fa.num_videos)
+        torch.testing.assert_close(fa.read(rows), fb.read(rows), rtol=1e-4, atol=1e-5)
+        sa = json.loads((one.out_dir / "metrics.json").read_text())["history"][-1]
+        sb = json.loads((smoke_root / f"two{mof}" / "metrics.json").read_text())["history"][-1]
+        assert sa["frames_rows_updated"] == sb["frames_rows_updated"] == fa.num_videos
