@@ -104,6 +104,20 @@ class MOFConfig:
     meta_every: int = 1  # run the meta epoch every E epochs
     bank_dtype: str = "float32"  # storage of frames and Adam moments on disk: float32 | float16
     init: str = "uniform"  # frame initialisation: uniform (eval preprocessing) | train_crop (one random crop)
+    snapshot_videos: int = 8  # save these first training videos' frames after every frame update
+
+
+@dataclass
+class StudyConfig:
+    """The grids that the notebooks and benchmark scripts train (sweeps, ablations, seeds)."""
+
+    seeds: tuple[int, ...] = (0, 1, 2)  # training seeds of the K sweep and of the MOF comparison
+    k_values: tuple[int, ...] = (2, 4, 8, 16)  # uniform-K sweep (the trade-off MOF tries to escape)
+    ablation_seeds: tuple[int, ...] = (0, 1)  # training seeds of each ablation setting
+    ablation_epochs: int | None = None  # epochs of each ablation run; None: train.epochs
+    meta_frames_values: tuple[int, ...] = (8, 16, 32)  # N values of the ablation
+    alpha_values: tuple[float, ...] = (1e-3, 1e-2, 1e-1)  # inner step sizes of the ablation
+    frame_lr_values: tuple[float, ...] = (8e-4, 1e-2)  # frame learning rates of the ablation
 
 
 @dataclass
@@ -118,6 +132,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     mof: MOFConfig = field(default_factory=MOFConfig)
+    study: StudyConfig = field(default_factory=StudyConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (JSON-serialisable)."""
@@ -191,6 +206,8 @@ def smoke() -> Config:
         model=ModelConfig(arch="mof-tiny-32"),
         train=TrainConfig(epochs=2, batch_size=16, eval_batch_size=32),
         mof=MOFConfig(meta_frames=8),
+        study=StudyConfig(seeds=(0,), k_values=(2, 4), ablation_seeds=(0,), ablation_epochs=1,
+                          meta_frames_values=(4,), alpha_values=(1e-1,), frame_lr_values=(1e-2,)),
     )
 
 

@@ -1,25 +1,37 @@
-"""What the notebooks call besides the library rooms: parameters -> config, shared result files.
+"""What the notebooks call: parameters -> config, the steps each notebook shows, shared result files.
 
 Notebooks hold no logic of their own. Their first cell holds papermill parameters (PROFILE, DEVICE,
-DATA_ROOT, OUT_DIR, SEED, OVERRIDES, ...); the second calls :func:`setup`. Results travel between
-notebooks through files under OUT_DIR only: :func:`save_json` / :func:`load_json`,
-:func:`save_table`, :func:`figure_path`; :func:`require` tells the reader which notebook to run
-when an earlier one's output is missing.
+DATA_ROOT, OUT_DIR, SEED, OVERRIDES, ...); the second calls :func:`setup`; every later cell calls one
+function here (or in the library rooms) and shows its result. Results travel between notebooks
+through files under OUT_DIR only (never a kernel's memory); :func:`require` names the notebook to
+run when an earlier one's output is missing.
+
+Layout of OUT_DIR::
+
+    data/summary.json, data/scan_test.csv       00_data
+    baseline/   (a training run: metrics.json, checkpoint.pt, ...)   01_baseline
+    mof/        (a MOF run, with bank/ and snapshots/)               02_mof
+    ablations/<setting>/seed<s>/, ablations/results.csv              03_ablations
+    sweep/<setting>/seed<s>/, sweep/results.csv                      05_efficiency
+    figures/*.png, headline.md
 """
 from __future__ import annotations
 
 import json
-import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mofkit.config import Config, get_config
+import numpy as np
+import pandas as pd
 
-# Which notebook writes which result (for the "run this first" message).
+from mofkit.config import Config, apply_overrides, get_config
+
 PRODUCERS = {
     "data/summary.json": "00_data",
     "baseline/metrics.json": "01_baseline",
     "mof/metrics.json": "02_mof",
+    "mof/snapshots": "02_mof",
     "ablations/results.csv": "03_ablations",
     "sweep/results.csv": "05_efficiency",
 }
@@ -29,69 +41,417 @@ class MissingResult(FileNotFoundError):
     """An earlier notebook's output is missing; the message names the notebook to run."""
 
 
+class DataNotFound(FileNotFoundError):
+    """A public dataset is not where the config says; the message says what to put where."""
+
+
+@dataclass
+class Session:
+    """A notebook's config plus the results folder shared by all notebooks."""
+
+    cfg: Config  # the run config built from the parameters
+    out: Path  # OUT_DIR
+
+    def path(self, rel: str) -> Path:
+        return self.out / rel
+
+    def section(self, name: str, overrides: dict[str, Any] | None = None) -> Config:
+        """A copy of the config whose training run lives in ``OUT_DIR/<name>``."""
+        cfg = Config.from_dict(self.cfg.to_dict())
+        apply_overrides(cfg, overrides or {})
+        cfg.out_dir = str(self.out / name)
+        return cfg
+
+    def figure(self, fig, name: str) -> Path:
+        """Save a figure as ``OUT_DIR/figures/<name>.png`` and return the figure's path."""
+        from mofkit.viz.frames import save_figure
+
+        return save_figure(fig, self.out / "figures" / f"{name}.png")
+
+    def save_json(self, rel: str, obj: Any) -> Path:
+        path = self.out / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(obj, indent=2, default=float))
+        return path
+
+    def save_table(self, rel: str, df: pd.DataFrame) -> Path:
+        path = self.out / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        df.to_csv(path, index=False)
+        return path
+
+    def require(self, rel: str) -> Path:
+        """Path of an earlier notebook's result, or :class:`MissingResult` naming that notebook."""
+        path = self.out / rel
+        if not path.exists():
+            who = PRODUCERS.get(rel, "the earlier notebooks")
+            raise MissingResult(f"{path} is missing: run notebook {who} first, with the same PROFILE "
+                                f"and OUT_DIR")
+        return path
+
+    def load_json(self, rel: str) -> Any:
+        return json.loads(self.require(rel).read_text())
+
+
+def _anchor(path: str | Path) -> Path:
+    p = Path(path)
+    if p.is_absolute():
+        return p
+    repo = Path(__file__).resolve().parents[1]
+    return repo / p if (repo / "pyproject.toml").is_file() else p.resolve()
+
+
 def setup(profile: str, overrides: dict[str, Any] | None = None, *, out_dir: str | None = None,
-          data_root: str | None = None, device: str = "auto", seed: int = 0,
-          section: str | None = None) -> Config:
-    """Build the run config from a notebook's parameters and create its output folder.
+          data_root: str | None = None, device: str = "auto", seed: int = 0) -> Session:
+    """Build the config from a notebook's parameters and create OUT_DIR.
 
     Args:
-        profile: config profile (``smoke``, ``cpu``, ``paper``).
-        overrides: dotted config keys.
-        out_dir: the notebooks' shared results folder (OUT_DIR); default ``runs/<profile>``.
-        data_root: corpus folder (DATA_ROOT); None keeps the profile's.
+        profile: ``smoke``, ``cpu`` or ``paper``.
+        overrides: dotted config keys (``{"train.epochs": 5}``).
+        out_dir: OUT_DIR shared by the notebooks; default ``runs/<profile>``.
+        data_root: corpus folder; None keeps the profile's.
         device: ``auto``, ``cpu`` or ``cuda``.
         seed: training seed.
-        section: sub-folder of OUT_DIR for this notebook's training run (e.g. ``baseline``); the
-            config's ``out_dir`` points there.
 
     Returns:
-        The :class:`~mofkit.config.Config`.
+        :class:`Session`.
     """
     cfg = get_config(profile, overrides)
-    root = Path(out_dir or f"runs/{profile}")
-    cfg.out_dir = str(root / section) if section else str(root)
     cfg.device = device
     cfg.train.seed = int(seed)
     if data_root:
         cfg.data.root = str(data_root)
-    (root / "figures").mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("MOFKIT_RESULTS", str(root))
-    return cfg
+    # Relative paths are relative to the repository, whether the kernel runs in notebooks/
+    # (JupyterLab) or at the top (papermill through the runner).
+    cfg.data.root = str(_anchor(cfg.data.root))
+    cfg.data.cache_dir = str(_anchor(cfg.data.cache_dir))
+    if cfg.data.video_dir:
+        cfg.data.video_dir = str(_anchor(cfg.data.video_dir))
+    out = _anchor(out_dir or f"runs/{profile}")
+    (out / "figures").mkdir(parents=True, exist_ok=True)
+    cfg.out_dir = str(out)
+    return Session(cfg=cfg, out=out)
 
 
-def results_root(cfg: Config) -> Path:
-    """OUT_DIR of the notebooks (the parent of a section's run folder)."""
-    return Path(os.environ.get("MOFKIT_RESULTS", cfg.out_dir))
+# ------------------------------------------------------------------------------------------------
+# 00_data
+# ------------------------------------------------------------------------------------------------
+
+def prepare_corpus(s: Session, progress: bool = True) -> Path:
+    """Generate the synthetic corpus (if needed), or check that a public dataset is in place."""
+    d = s.cfg.data
+    if d.dataset == "synthetic":
+        from mofkit.data.synthetic import ensure_corpus
+
+        return ensure_corpus(d.root, s.cfg.synthetic, progress=progress)
+    root = Path(d.root)
+    if not root.is_dir() or not any(root.iterdir()):
+        raise DataNotFound(f"the {d.dataset} dataset is not in {root}: download it (see data/README.md "
+                           f"for its sources and the expected layout), or set DATA_ROOT to where it "
+                           f"is; it cannot be downloaded from here")
+    return root
 
 
-def figure_path(cfg: Config, name: str) -> Path:
-    """``OUT_DIR/figures/<name>.png``."""
-    return results_root(cfg) / "figures" / f"{name}.png"
+def load_splits(s: Session):
+    """``(train, test)`` datasets of the config (videos absent from disk are an error)."""
+    from mofkit.data.datasets import load_dataset
+
+    d = s.cfg.data
+    kw = {"video_dir": d.video_dir}
+    if d.dataset in ("msrvtt", "synthetic"):
+        kw["train_split"] = d.train_split
+    return load_dataset(d.dataset, d.root, "train", **kw), load_dataset(d.dataset, d.root, "test", **kw)
 
 
-def save_json(cfg: Config, rel: str, obj: Any) -> Path:
-    path = results_root(cfg) / rel
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(obj, indent=2, default=float))
+def scan(s: Session, dataset, progress: bool = True) -> pd.DataFrame:
+    """The quality table of a split's videos (saved as ``data/scan_<split>.csv``)."""
+    from mofkit.data.scan import scan_dataset
+
+    df = scan_dataset(dataset, backend=s.cfg.data.backend, progress=progress)
+    s.save_table(f"data/scan_{dataset.split}.csv", df)
+    return df
+
+
+def scan_summary(df: pd.DataFrame) -> pd.DataFrame:
+    """One-row summary of a scan: videos, readable, frames/fps/duration/resolution ranges."""
+    ok = df[df.readable]
+    return pd.DataFrame([{
+        "videos": len(df), "readable": int(df.readable.sum()), "unreadable": int((~df.readable).sum()),
+        "frames (min-max)": f"{ok.num_frames.min()}-{ok.num_frames.max()}" if len(ok) else "-",
+        "fps": ", ".join(f"{x:g}" for x in sorted(ok.fps.unique())[:4]) if len(ok) else "-",
+        "duration s (mean)": round(float(ok.duration.mean()), 2) if len(ok) else float("nan"),
+        "resolution": ", ".join(sorted({f"{w}x{h}" for w, h in zip(ok.width, ok.height)})[:4]),
+    }])
+
+
+def _timeline(s: Session) -> dict:
+    if s.cfg.data.dataset != "synthetic":
+        return {}
+    from mofkit.data.synthetic import load_timeline
+
+    return load_timeline(s.cfg.data.root)
+
+
+def video_strips_figure(s: Session, dataset, n: int = 4, frames: int = 12):
+    """Frame strips (every frame index shown) of ``n`` videos with their first caption."""
+    from mofkit.data.video import probe_video, read_frames
+    from mofkit.viz.frames import video_strips
+
+    items = []
+    for rec in dataset.records[:n]:
+        total = probe_video(rec.path, s.cfg.data.backend).num_frames
+        idx = np.linspace(0, total - 1, min(frames, total)).round().astype(int)
+        items.append((read_frames(rec.path, idx, backend=s.cfg.data.backend), rec.captions[0], idx))
+    return video_strips(items, max_frames=frames)
+
+
+def timelines_figure(s: Session, dataset, n: int = 4, k: int | None = None):
+    """Which frames uniform K-sampling picks (and one rand draw), over each video's events."""
+    from matplotlib.figure import Figure
+
+    from mofkit.data.video import probe_video
+    from mofkit.viz.frames import sampling_timeline
+
+    k = k or s.cfg.data.num_frames
+    timeline = _timeline(s)
+    fig = Figure(figsize=(9, 1.9 * n))
+    axes = fig.subplots(n, 1, squeeze=False)[:, 0]
+    for ax, rec in zip(axes, dataset.records[:n]):
+        events = timeline.get(rec.video_id)
+        total = events[-1]["end"] if events else probe_video(rec.path, s.cfg.data.backend).num_frames
+        sampling_timeline(total, k, events=events, ax=ax, modes=("uniform", "rand"))
+        ax.set_title(rec.video_id, fontsize=8, loc="left")
+    fig.tight_layout()
+    return fig
+
+
+def event_coverage(s: Session, dataset, k_values=(2, 4, 8, 16)) -> pd.DataFrame:
+    """Share of the synthetic videos' decisive events that K uniform frames hit, per K."""
+    from mofkit.data.sampling import sample_indices
+
+    timeline = _timeline(s)
+    rows = []
+    for k in k_values:
+        hits = []
+        for rec in dataset.records:
+            events = timeline.get(rec.video_id, [])
+            idx = sample_indices(events[-1]["end"], k, "uniform") if events else []
+            hits += [any(e["start"] <= i < e["end"] for i in idx) for e in events if e.get("decisive")]
+        rows.append({"K": k, "decisive events seen (%)": 100 * float(np.mean(hits)) if hits else np.nan})
+    return pd.DataFrame(rows)
+
+
+# ------------------------------------------------------------------------------------------------
+# 01 / 02: training runs
+# ------------------------------------------------------------------------------------------------
+
+def train_section(s: Session, name: str, overrides: dict[str, Any] | None = None, *,
+                  progress: bool = True):
+    """Train (or resume, or reuse) the run in ``OUT_DIR/<name>``; returns its TrainResult."""
+    from mofkit.train.loop import train
+
+    return train(s.section(name, overrides), progress=progress)
+
+
+def history(s: Session, name: str) -> pd.DataFrame:
+    """Per-epoch rows of a run (from its metrics.json)."""
+    return pd.DataFrame(s.load_json(f"{name}/metrics.json")["history"])
+
+
+def final_metrics_table(s: Session, names: dict[str, str]) -> pd.DataFrame:
+    """Final test metrics of runs, one row per run (label -> run folder), t2v and v2t, raw and DSL."""
+    rows = []
+    for label, name in names.items():
+        doc = s.load_json(f"{name}/metrics.json")
+        fin = doc["final"]
+        row = {"run": label, "K": doc["config"]["data"]["num_frames"],
+               "train s": round(doc["train_seconds"], 1), "test videos": fin["n_videos"],
+               "dropped": len(fin.get("dropped", []))}
+        for direction in ("t2v", "v2t", "t2v_dsl"):
+            for m in ("R1", "R5", "R10", "MdR", "MnR"):
+                row[f"{direction} {m}"] = round(fin[direction][m], 2)
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("run")
+
+
+# ------------------------------------------------------------------------------------------------
+# 03 / 05: grids
+# ------------------------------------------------------------------------------------------------
+
+def ablation_settings(s: Session) -> list[dict[str, Any]]:
+    """The ablation grid: one axis varied at a time around the MOF run of 02_mof."""
+    st = s.cfg.study
+    base = {"mof.enabled": True}
+    out = [{**base, "axis": "reference"}]
+    out += [{**base, "axis": "N", "mof.meta_frames": n} for n in st.meta_frames_values
+            if n != s.cfg.mof.meta_frames and n <= s.cfg.data.dense_frames]
+    out += [{**base, "axis": "alpha", "mof.alpha": a} for a in st.alpha_values if a != s.cfg.mof.alpha]
+    out += [{**base, "axis": "frame lr", "mof.frame_lr": lr} for lr in st.frame_lr_values
+            if lr != s.cfg.mof.frame_lr]
+    out += [{**base, "axis": "update", "mof.update": "batch"}]
+    out += [{**base, "axis": "hypergradient", "mof.hypergrad": "fd"}]
+    out += [{**base, "axis": "temporal head", "model.temporal_head": "seqTransf"}]
+    out += [{"mof.enabled": False, "axis": "uniform baseline"}]
+    return out
+
+
+def run_ablations(s: Session, progress: bool = True) -> pd.DataFrame:
+    """Train every ablation setting for ``study.ablation_seeds``; returns (and saves) the table."""
+    from mofkit.train.experiments import run_grid
+
+    st = s.cfg.study
+    base = s.section("ablations")
+    if st.ablation_epochs:
+        base.train.epochs = st.ablation_epochs
+    frames = []
+    for setting in ablation_settings(s):
+        axis = setting.pop("axis")
+        df = run_grid(base, [setting], seeds=st.ablation_seeds, root=s.out / "ablations",
+                      progress=progress)
+        df["axis"] = axis
+        df["value"] = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in setting.items()
+                                if k != "mof.enabled") or ("MOF" if setting["mof.enabled"] else "-")
+        frames.append(df)
+    table = pd.concat(frames, ignore_index=True)
+    s.save_table("ablations/results.csv", table)
+    return table
+
+
+def run_k_sweep(s: Session, progress: bool = True) -> pd.DataFrame:
+    """Uniform K over ``study.k_values`` and MOF at the config's K, for ``study.seeds``."""
+    from mofkit.train.experiments import run_grid
+
+    st = s.cfg.study
+    base = s.section("sweep")
+    uniform = run_grid(base, {"data.num_frames": list(st.k_values), "mof.enabled": [False]},
+                       seeds=st.seeds, root=s.out / "sweep", progress=progress, label="uniform")
+    mof = run_grid(base, {"data.num_frames": [s.cfg.data.num_frames], "mof.enabled": [True]},
+                   seeds=st.seeds, root=s.out / "sweep", progress=progress, label="MOF")
+    table = pd.concat([uniform, mof], ignore_index=True)
+    s.save_table("sweep/results.csv", table)
+    return table
+
+
+# ------------------------------------------------------------------------------------------------
+# 04: compressed frames
+# ------------------------------------------------------------------------------------------------
+
+def load_snapshots(s: Session, name: str = "mof") -> tuple[list[str], np.ndarray, list[int]]:
+    """``(video_ids, frames uint8 (E, V, K, S, S, 3), epochs)`` saved by a MOF run."""
+    folder = s.require(f"{name}/snapshots") if name == "mof" else s.path(f"{name}/snapshots")
+    files = sorted(folder.glob("epoch_*.npy"))
+    if not files:
+        raise MissingResult(f"no frame snapshots in {folder}: run notebook 02_mof first")
+    ids = json.loads((folder / "videos.json").read_text())
+    epochs = [int(f.stem.split("_")[1]) for f in files]
+    return ids, np.stack([np.load(f) for f in files]), epochs
+
+
+def whole_video(s: Session, video_id: str, dataset, size: int, n: int = 16) -> np.ndarray:
+    """``n`` uniformly spread frames of a video, resized and centre-cropped to ``size`` px (uint8)."""
+    from mofkit.data.preprocess import Preprocessor
+    from mofkit.data.video import read_video
+
+    rec = next(r for r in dataset.records if r.video_id == video_id)
+    frames, _ = read_video(rec.path, n, "uniform", size=size, backend=s.cfg.data.backend)
+    pre = Preprocessor(size)
+    return pre.to_uint8_image(pre.eval(frames)).numpy()  # (n, S, S, 3)
+
+
+# ------------------------------------------------------------------------------------------------
+# 05: cost
+# ------------------------------------------------------------------------------------------------
+
+def cost_table(s: Session, k_values=None) -> pd.DataFrame:
+    """Inference GFLOPs per video (image tower x K + temporal head), per caption, parameters and
+    encode throughput of the config's model at each K."""
+    from mofkit.eval.cost import encode_throughput, param_counts, text_flops, video_flops
+    from mofkit.models import create_from_config
+
+    bundle = create_from_config(s.cfg.model)
+    params = param_counts(bundle.model)
+    rows = []
+    for k in k_values or s.cfg.study.k_values:
+        v = video_flops(bundle.model, k, bundle.image_size)
+        tp = encode_throughput(bundle.model, k, bundle.image_size, batch_size=32, iters=3)
+        rows.append({"K": k, "GFLOPs/video": v["total"] / 1e9,
+                     "GFLOPs/frame (image tower)": v["image_tower_per_frame"] / 1e9,
+                     "GFLOPs temporal head": v["temporal_head"] / 1e9,
+                     "videos/s (encode)": tp["videos_per_s"], "frames/s": tp["frames_per_s"]})
+    df = pd.DataFrame(rows)
+    df.attrs["params"] = params
+    df.attrs["text_gflops"] = text_flops(bundle.model, s.cfg.model.context_length) / 1e9
+    return df
+
+
+def write_headline(s: Session, sweep: pd.DataFrame) -> Path:
+    """``OUT_DIR/headline.md``: the trade-off table (mean ± std over seeds) the report shows."""
+    from mofkit.viz.plots import headline_markdown
+
+    text = ("## Headline: uniform K vs MOF (test set, mean ± std over seeds)\n\n"
+            + headline_markdown(sweep, by=("method", "K")) + "\n")
+    path = s.out / "headline.md"
+    path.write_text(text)
     return path
 
 
-def require(cfg: Config, rel: str) -> Path:
-    """Path of an earlier notebook's result, or :class:`MissingResult` naming that notebook."""
-    path = results_root(cfg) / rel
-    if not path.exists():
-        who = PRODUCERS.get(rel, "the earlier notebooks")
-        raise MissingResult(f"{path} is missing: run notebook {who} first (same PROFILE and OUT_DIR)")
-    return path
+# ------------------------------------------------------------------------------------------------
+# 06: search
+# ------------------------------------------------------------------------------------------------
 
+class SearchIndex:
+    """Text-to-video search with a trained run over a split or a folder of the user's videos.
 
-def load_json(cfg: Config, rel: str) -> Any:
-    return json.loads(require(cfg, rel).read_text())
+    Args:
+        s: the session.
+        run: the run folder name under OUT_DIR whose checkpoint to use (e.g. ``mof``).
+        folder: a folder of videos to index instead of the config's test split.
+    """
 
+    def __init__(self, s: Session, run: str = "mof", folder: str | Path | None = None):
+        import torch
 
-def save_table(cfg: Config, rel: str, df) -> Path:
-    """Write a DataFrame as CSV under OUT_DIR."""
-    path = results_root(cfg) / rel
-    path.parent.mkdir(parents=True, exist_ok=True)
-    df.to_csv(path, index=False)
-    return path
+        from mofkit.data.preprocess import Preprocessor
+        from mofkit.data.datasets import VIDEO_EXTENSIONS
+        from mofkit.data.video import VideoReadError, read_video
+        from mofkit.eval.encode import encode_texts
+        from mofkit.models import create_retrieval_model
+
+        ckpt = s.require(f"{run}/metrics.json").parent / "checkpoint.pt"
+        saved = Config.from_dict(json.loads((ckpt.parent / "config.json").read_text()))
+        m = saved.model
+        self.bundle = create_retrieval_model(m.arch, str(ckpt), temporal_head=m.temporal_head,
+                                             temporal_layers=m.temporal_layers,
+                                             max_frames=m.max_frames, context_length=m.context_length)
+        self.k = saved.data.num_frames
+        self.pre = Preprocessor(self.bundle.image_size, self.bundle.mean, self.bundle.std)
+        if folder is None:
+            _, test = load_splits(s)
+            items = [(r.video_id, r.path, r.captions[0]) for r in test.records]
+        else:
+            paths = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS)
+            items = [(p.stem, p, p.name) for p in paths]
+        self.ids, self.labels, self.frames, embs, self.skipped = [], [], [], [], {}
+        model = self.bundle.model.eval()
+        with torch.no_grad():
+            for vid, path, label in items:
+                try:
+                    frames, _ = read_video(path, self.k, "uniform", size=saved.data.decode_size,
+                                           backend=saved.data.backend)
+                except VideoReadError as e:
+                    self.skipped[vid] = e.reason
+                    continue
+                self.ids.append(vid)
+                self.labels.append(label)
+                self.frames.append(frames)
+                embs.append(model.encode_video(self.pre.eval(frames[None]))[0])
+        if not embs:
+            raise ValueError(f"no readable videos to search in {folder or s.cfg.data.root}")
+        self.video_emb = torch.stack(embs)  # (V, D)
+        self._encode_texts = lambda q: encode_texts(model, self.bundle.tokenizer(q), device=torch.device("cpu"))
+
+    def search(self, query: str, k: int = 5) -> list[tuple]:
+        """Top-k ``(frames (K, H, W, 3), label, score)`` for a text query."""
+        scores = (self._encode_texts([query]) @ self.video_emb.T)[0]
+        top = scores.argsort(descending=True)[:k]
+        return [(self.frames[i], f"{self.ids[i]}: {self.labels[i]}", float(scores[i])) for i in top]

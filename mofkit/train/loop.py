@@ -173,6 +173,21 @@ class Trainer:
         D.barrier(self.info)
         if not self.info.is_main:
             self.bank = FrameBank.open(bank_dir)
+        self._snapshot(0)
+
+    def _snapshot(self, epoch: int) -> None:
+        """Displayable frames of the first few training videos, for the visualisation notebook."""
+        n = min(self.cfg.mof.snapshot_videos, len(self.data.train))
+        if not self.info.is_main or n == 0:
+            return
+        rows = np.arange(n)
+        images = self.bank.export_images(rows, self.bundle.mean, self.bundle.std)  # (n, K, S, S, 3)
+        folder = self.out_dir / "snapshots"
+        folder.mkdir(parents=True, exist_ok=True)
+        np.save(folder / f"epoch_{epoch:03d}.npy", images.numpy())
+        if epoch == 0:
+            (folder / "videos.json").write_text(json.dumps(
+                [self.data.train.video_ids[int(r)] for r in rows]))
 
     # -- checkpoint ----------------------------------------------------------------------------
 
@@ -428,6 +443,8 @@ class Trainer:
                 row.update(self.meta_epoch(epoch))
             elif m.enabled and m.update == "batch":
                 self.frame_steps += 1  # the frame lr schedule counts epochs in interleaved mode
+            if m.enabled and ("meta_loss_whole" in row):
+                self._snapshot(epoch + 1)
             row["nonfinite_skipped"] = self._epoch_nonfinite
             row["epoch_seconds"] = time.time() - t_epoch
             self.train_seconds += row["epoch_seconds"]
@@ -465,10 +482,12 @@ def _check_resumable(saved: Config, cfg: Config, path: Path) -> None:
     """A checkpoint may be resumed with more epochs or another device, not with another setup."""
     a, b = saved.to_dict(), cfg.to_dict()
     for d in (a, b):
+        # What may change between sessions of one run: its length, where and how it runs.
+        for key in ("device", "out_dir", "profile", "study"):
+            d.pop(key, None)
         d["train"].pop("epochs")
-        d.pop("device")
-        d.pop("out_dir")
-        d["data"].pop("num_workers")
+        for key in ("num_workers", "cache_dir"):
+            d["data"].pop(key)
     if a != b:
         diff = [f"{s}.{k}" for s in a if isinstance(a[s], dict)
                 for k in a[s] if a[s][k] != b[s].get(k)]
