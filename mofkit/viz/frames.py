@@ -1,160 +1,386 @@
 """Figures of frames: strips, sampling timelines, compressed vs uniform frames, their evolution.
 
-Frames are uint8 ``(T, H, W, 3)`` arrays or tensors (numpy or torch). Every function returns a
-matplotlib ``Figure`` (or draws on a given ``Axes``) and never calls ``plt.show``, so the same
-code serves JupyterLab and headless runs; :func:`save_figure` writes a PNG.
+Frames are uint8 ``(T, H, W, 3)`` arrays or tensors, numpy or torch (floats in [0, 1] are accepted
+and converted). Figures are built on ``matplotlib.figure.Figure`` directly, not through pyplot:
+JupyterLab displays a returned ``Figure`` once (a pyplot figure would also be shown by the inline
+backend at the end of the cell, so twice), and loops that make many figures leave nothing open in
+pyplot's global registry. Nothing here calls ``plt.show``; :func:`save_figure` writes a PNG.
+
+Layouts are computed in inches, so a 64 px frame is drawn at the same size (``CELL``) in every
+figure and labels get fixed room instead of whatever a layout engine leaves them.
 """
 from __future__ import annotations
 
+import sys
 import textwrap
 from pathlib import Path
 from typing import Sequence
 
+import matplotlib
 import numpy as np
+from matplotlib import colors as mcolors
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from mofkit.data.sampling import sample_indices, segment_bounds
 
+CELL = 0.8  # inches per displayed frame side: a 64 px frame at 120 dpi is shown at 1.5x
+FONT = 8  # points, labels and captions
+_GAP = 2  # pixels between frames of a strip
+_DIFF_CMAP = "magma"
 
-def _np(frames) -> np.ndarray:
-    if hasattr(frames, "detach"):
-        frames = frames.detach().cpu().numpy()
-    return np.asarray(frames)
+
+# ----------------------------------------------------------------------------------------------
+# helpers
+
+
+def _ipython_png_support() -> None:
+    """Let IPython show a returned Figure as a PNG before any pyplot figure was made.
+
+    The inline backend registers its PNG formatter for ``Figure`` only once pyplot loads a
+    backend; until then a plain ``Figure`` shows as ``<Figure size ...>``. Nothing happens outside
+    IPython or where a formatter is already registered (inline, or the user's own settings).
+    """
+    if "IPython" not in sys.modules:
+        return
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    if shell is None or not hasattr(shell, "display_formatter"):
+        return
+    try:
+        shell.display_formatter.formatters["image/png"].lookup_by_type(Figure)
+    except KeyError:
+        from IPython.core.pylabtools import select_figure_formats
+
+        select_figure_formats(shell, {"png"}, bbox_inches="tight")
+
+
+_ipython_png_support()
 
 
 def save_figure(fig: Figure, path: str | Path, dpi: int = 120) -> Path:
-    """Write ``fig`` as a PNG (creating folders) and return the path."""
+    """Write a figure as a PNG and close it.
+
+    Args:
+        fig: the figure.
+        path: target file; missing parent folders are created.
+        dpi: resolution.
+
+    Returns:
+        The path written.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    fig.savefig(path, dpi=dpi, bbox_inches="tight", facecolor="white", format="png")
+    # pyplot is imported only here: a Figure made with plt.subplots stays registered (and in memory)
+    # until pyplot closes it; for a plain Figure this is a no-op.
+    from matplotlib import pyplot as plt
+
+    plt.close(fig)
     return path
 
 
-def _mosaic(frames: np.ndarray, gap: int = 2, fill: int = 255) -> np.ndarray:
-    """(T, H, W, 3) -> (H, T*W + (T-1)*gap, 3) with white gaps."""
-    t, h, w, c = frames.shape
-    out = np.full((h, t * w + (t - 1) * gap, c), fill, dtype=frames.dtype)
+def _as_frames(frames, name: str = "frames", ndim: int = 4) -> np.ndarray:
+    """uint8 numpy (..., H, W, 3) with ``ndim`` dims from numpy/torch, uint8 or floats in [0, 1]."""
+    if hasattr(frames, "detach"):
+        frames = frames.detach().cpu().numpy()
+    a = np.asarray(frames)
+    if a.ndim == ndim + 1 and a.shape[0] == 1:  # a batch of one: FrameBank.export_images([row])
+        a = a[0]
+    if ndim == 4 and a.ndim == 3 and a.shape[-1] == 3:  # one frame
+        a = a[None]
+    if a.ndim != ndim or a.shape[-1] != 3:
+        layout = {4: "(T, H, W, 3)", 5: "(E, K, H, W, 3)"}.get(ndim, f"{ndim}-d (..., 3)")
+        raise ValueError(f"{name} must be {layout} RGB frames, got shape {tuple(a.shape)}")
+    if a.dtype == np.uint8:
+        return a
+    if np.issubdtype(a.dtype, np.floating):
+        if a.size and (not np.isfinite(a).all() or a.min() < 0 or a.max() > 1):
+            raise ValueError(f"{name} holds floats outside [0, 1]; pass uint8 frames (for compressed "
+                             "frames: FrameBank.export_images, which denormalises them)")
+        return np.round(a * 255).astype(np.uint8)
+    if np.issubdtype(a.dtype, np.integer) and (a.size == 0 or (a.min() >= 0 and a.max() <= 255)):
+        return a.astype(np.uint8)
+    raise ValueError(f"{name} has dtype {a.dtype}; expected uint8 frames (or floats in [0, 1])")
+
+
+def _even(n: int, m: int) -> np.ndarray:
+    """At most ``m`` indices spread evenly over ``range(n)``, first and last included."""
+    if n <= m:
+        return np.arange(n)
+    return np.unique(np.linspace(0, n - 1, m).round().astype(int))
+
+
+def _gap(w: int, gap: int | None = None) -> int:
+    # scaled with the frame width, so a gap between large frames survives their shrinking
+    gap = _GAP if gap is None else gap
+    return max(gap, round(gap * w / 64))
+
+
+def _mosaic(frames: np.ndarray, gap: int | None = None, fill=255) -> np.ndarray:
+    """(T, H, W[, C]) -> (H, T*W + (T-1)*gap[, C]), frames side by side with ``fill`` between."""
+    t, h, w = frames.shape[:3]
+    gap = _gap(w, gap)
+    out = np.full((h, t * w + (t - 1) * gap) + frames.shape[3:], fill, dtype=frames.dtype)
     for i, f in enumerate(frames):
         out[:, i * (w + gap):i * (w + gap) + w] = f
     return out
 
 
+def _centres(t: int, w: int, gap: int | None = None) -> list[float]:
+    """x pixel centre of each frame of a mosaic."""
+    gap = _gap(w, gap)
+    return [i * (w + gap) + (w - 1) / 2 for i in range(t)]
+
+
+def _strip_width(t: int, w: int, cell: float = CELL, gap: int | None = None) -> float:
+    """Inches taken by a strip of ``t`` frames ``w`` px wide, each drawn ``cell`` inches wide."""
+    return cell * (t * w + (t - 1) * _gap(w, gap)) / w
+
+
+def _add_axes(fig: Figure, x: float, top: float, w: float, h: float) -> Axes:
+    """Axes at ``x`` inches from the left, ``top`` inches from the top, ``w`` x ``h`` inches."""
+    fw, fh = fig.get_size_inches()
+    return fig.add_axes((x / fw, (fh - top - h) / fh, w / fw, h / fh))
+
+
+def _interp(w_px: int, inches: float, dpi: float = 120) -> str:
+    # enlarged small frames stay crisp (the pixels the meta step changed); shrunk large ones are
+    # smoothed, where nearest would alias
+    return "nearest" if w_px <= inches * dpi else "antialiased"
+
+
+def _bare(ax: Axes) -> None:
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for side in ax.spines.values():
+        side.set_visible(False)
+
+
+def _wrap(text: str, width_in: float, fontsize: float = FONT) -> str:
+    # about 0.55 em per character in the default sans-serif font
+    return textwrap.fill(text, max(20, int(width_in * 72 / (0.55 * fontsize))))
+
+
+def _diff_map(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Mean absolute RGB difference in grey levels (0..255): (..., H, W, 3) -> (..., H, W) float32."""
+    return np.abs(a.astype(np.float32) - b.astype(np.float32)).mean(axis=-1)
+
+
+def _diff_cmap():
+    # gaps between frames are NaN in a mosaic of difference maps; show them as the page colour
+    return matplotlib.colormaps[_DIFF_CMAP].with_extremes(bad="white")
+
+
+# ----------------------------------------------------------------------------------------------
+# strips
+
+
 def frame_strip(frames, *, ax: Axes | None = None, titles: Sequence[str] | None = None,
-                gap: int = 2) -> Axes:
-    """Frames side by side in one row.
+                gap: int = _GAP) -> Axes:
+    """Frames side by side in one row, drawn as one image.
 
     Args:
-        frames: uint8 (T, H, W, 3).
-        ax: axes to draw on (a new figure's when None).
-        titles: one label per frame, shown beneath it.
-        gap: white pixels between frames.
+        frames: uint8 (T, H, W, 3), numpy or torch.
+        ax: axes to draw on; when None a new figure of the right size is made (``ax.figure``).
+        titles: one label per frame, shown beneath it (e.g. frame indices).
+        gap: white pixels between 64 px wide frames; wider frames get proportionally more, so the
+            gap stays visible when they are shrunk for display.
 
     Returns:
         The axes.
     """
-    f = _np(frames)
+    f = _as_frames(frames)
+    t, h, w = f.shape[:3]
+    if titles is not None and len(titles) != t:
+        raise ValueError(f"titles has {len(titles)} labels for {t} frames")
     if ax is None:
-        ax = Figure(figsize=(1.2 * len(f), 1.4)).add_subplot()
-    ax.imshow(_mosaic(f, gap))
-    w = f.shape[2]
+        width, height = _strip_width(t, w, gap=gap), CELL * h / w
+        fig = Figure(figsize=(width + 0.1, height + (0.3 if titles is not None else 0.1)))
+        ax = _add_axes(fig, 0.05, 0.05, width, height)
+    shown_in = ax.get_position().width * ax.figure.get_size_inches()[0]  # inches of the whole strip
+    cell = shown_in * w / (t * w + (t - 1) * _gap(w, gap))
+    ax.imshow(_mosaic(f, gap), interpolation=_interp(w, cell))
+    _bare(ax)
     if titles is not None:
-        ax.set_xticks([i * (w + gap) + w / 2 for i in range(len(f))], list(titles), fontsize=7)
-        ax.tick_params(length=0)
-    else:
-        ax.set_xticks([])
-    ax.set_yticks([])
-    for side in ax.spines.values():
-        side.set_visible(False)
+        ax.set_xticks(_centres(t, w, gap), [str(x) for x in titles], fontsize=FONT - 1)
+        ax.tick_params(length=0, pad=2)
     return ax
 
 
 def video_strips(items: Sequence[tuple], *, max_frames: int = 8, title: str | None = None) -> Figure:
-    """One frame strip per video with its caption beneath.
+    """One frame strip per video, its caption beneath.
 
     Args:
-        items: ``(frames (T, H, W, 3), caption)`` pairs; optionally a third element, the frame
-            indices, shown under the frames.
-        max_frames: frames shown per video (evenly picked when there are more).
+        items: ``(frames (T, H, W, 3), caption)`` pairs, or triples with the frame indices (shown
+            under the frames; default ``0..T-1``).
+        max_frames: frames shown per video, evenly picked when there are more.
         title: figure title.
+
+    Returns:
+        The figure (one image per video).
+    """
+    if not items:
+        raise ValueError("video_strips needs at least one (frames, caption) item")
+    rows = []
+    for i, item in enumerate(items):
+        f = _as_frames(item[0], f"items[{i}] frames")
+        labels = list(item[2]) if len(item) > 2 else list(range(len(f)))
+        pick = _even(len(f), max_frames)
+        rows.append((f[pick], str(item[1]), [labels[j] for j in pick]))
+    widths = [_strip_width(len(f), f.shape[2]) for f, _, _ in rows]
+    fig_w = max(4.5, max(widths) + 0.2)
+    texts = [_wrap(c, fig_w - 0.2) for _, c, _ in rows]
+    heights = [CELL * f.shape[1] / f.shape[2] + 0.22 + 0.16 * t.count("\n") + 0.3
+               for (f, _, _), t in zip(rows, texts)]
+    title = _wrap(title, fig_w - 0.2, FONT + 2) if title else None
+    head = 0.15 + 0.22 * (title.count("\n") + 1) if title else 0.05
+    fig = Figure(figsize=(fig_w, head + sum(heights)))
+    top = head
+    for (f, _, labels), text, width, height in zip(rows, texts, widths, heights):
+        strip_h = CELL * f.shape[1] / f.shape[2]
+        ax = _add_axes(fig, 0.1, top, width, strip_h)
+        frame_strip(f, ax=ax, titles=labels)
+        fig.text(0.1 / fig_w, 1 - (top + strip_h + 0.2) / fig.get_size_inches()[1], text,
+                 fontsize=FONT, va="top", ha="left")
+        top += height
+    if title:
+        fig.suptitle(title, fontsize=FONT + 2, va="top", y=1 - 0.08 / (head + sum(heights)))
+    return fig
+
+
+def search_results(query: str, ranked: Sequence[tuple], *, k: int = 5, max_frames: int = 8) -> Figure:
+    """A text query's top-k videos as frame strips, each with its rank, score and id/caption.
+
+    Args:
+        query: the query text.
+        ranked: ``(frames (T, H, W, 3), label, score)`` best first; ``label`` is the video id
+            and/or caption.
+        k: how many to show.
+        max_frames: frames per strip.
 
     Returns:
         The figure.
     """
-    n = len(items)
-    fig = Figure(figsize=(1.15 * max_frames + 0.5, 1.75 * n + (0.4 if title else 0)))
-    axes = fig.subplots(n, 1, squeeze=False)[:, 0]
-    for ax, item in zip(axes, items):
-        frames, caption = _np(item[0]), item[1]
-        labels = list(item[2]) if len(item) > 2 else list(range(len(frames)))
-        if len(frames) > max_frames:
-            pick = np.linspace(0, len(frames) - 1, max_frames).round().astype(int)
-            frames, labels = frames[pick], [labels[i] for i in pick]
-        frame_strip(frames, ax=ax, titles=[str(x) for x in labels])
-        ax.set_xlabel(textwrap.fill(caption, 110), fontsize=8, loc="left")
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return fig
+    if not ranked:
+        raise ValueError("search_results: ranked is empty; nothing to show for this query")
+    items = [(frames, f"#{i + 1}   score {float(score):.3f}   {label}")
+             for i, (frames, label, score) in enumerate(ranked[:k])]
+    return video_strips(items, max_frames=max_frames, title=f"query: \u201c{query}\u201d")
+
+
+# ----------------------------------------------------------------------------------------------
+# sampling
+
+
+def _event_colour(ev: dict, i: int):
+    c = ev.get("color", ev.get("colour"))
+    if isinstance(c, (tuple, list, np.ndarray)) and len(c) == 3 and max(c) > 1:  # 0..255 RGB
+        return tuple(float(x) / 255 for x in c)
+    if c is not None and mcolors.is_color_like(c):
+        return c
+    return f"C{i % 10}"
+
+
+def _event_label(ev: dict) -> str:
+    if ev.get("label"):
+        return str(ev["label"])
+    return " ".join(str(ev[x]) for x in ("colour", "shape", "action") if ev.get(x)) or "event"
 
 
 def sampling_timeline(num_frames: int, k: int, *, events: Sequence[dict] | None = None,
                       ax: Axes | None = None, modes: Sequence[str] = ("uniform",),
                       rng_seed: int = 0) -> Axes:
-    """A video's frames on a line: segment boundaries, the frames each sampling picks, events.
+    """A video's frames on a line: the K segments, the frames each sampling picks, the events.
+
+    Segment boundaries are ``linspace(0, num_frames, k + 1)`` (dashed lines); each sampling row
+    fills the frames :func:`mofkit.data.sampling.sample_indices` picks. Events are coloured bars;
+    an event that no frame of the first ``uniform`` row (else the first row) falls in is hatched
+    and labelled *missed*: what a K-frame model never sees.
 
     Args:
         num_frames: frames in the video.
-        k: frames sampled.
-        events: dicts with ``start``, ``end`` (exclusive frame) and a ``label`` (or ``colour``,
-            ``shape``, ``action``); drawn as coloured bars, the decisive one outlined.
-        ax: axes to draw on (a new figure's when None).
-        modes: samplings to mark, each on its own row (``uniform``, ``rand``).
-        rng_seed: seed of the ``rand`` draw shown.
+        k: frames sampled (segments).
+        events: dicts with ``start``, ``end`` (exclusive frame) and ``label`` (else a label is made
+            from ``colour``, ``shape``, ``action``); optional ``color``/``colour`` (a matplotlib
+            colour or 0..255 RGB) and ``decisive`` (thicker outline).
+        ax: axes to draw on; when None a new figure is made (``ax.figure``).
+        modes: samplings to show, one row each: ``uniform``, ``rand`` (one draw seeded by
+            ``rng_seed``).
+        rng_seed: seed of the ``rand`` draw.
 
     Returns:
         The axes.
     """
+    if not modes:
+        raise ValueError("sampling_timeline: modes is empty; pass e.g. ('uniform', 'rand')")
+    events = list(events or [])
+    for i, ev in enumerate(events):
+        if not 0 <= ev["start"] < ev["end"] <= num_frames:
+            raise ValueError(f"events[{i}] spans [{ev['start']}, {ev['end']}), outside a video of "
+                             f"{num_frames} frames (end is exclusive)")
     if ax is None:
-        ax = Figure(figsize=(8, 1.2 + 0.35 * len(modes))).add_subplot()
-    rows = len(modes)
-    starts, _ = segment_bounds(num_frames, k)
-    for b in list(starts) + [num_frames]:
-        ax.axvline(b - 0.5, color="0.75", lw=0.8, zorder=0)
+        width = float(np.clip(0.2 * num_frames + 1.6, 6.0, 14.0))
+        height = 0.38 * len(modes) + (1.05 if events else 0.0) + 0.75
+        fig = Figure(figsize=(width, height))
+        ax = _add_axes(fig, 1.05, 0.35, width - 1.25, height - 0.35 - 0.45)
+    picks = {}
     for j, mode in enumerate(modes):
-        idx = sample_indices(num_frames, k, mode, rng=np.random.default_rng(rng_seed))
-        y = rows - j
-        ax.scatter(idx, np.full(len(idx), y), marker="v", s=45, color="black", zorder=3)
-        ax.text(-0.8, y, f"{mode} K={k}", ha="right", va="center", fontsize=8)
-    for ev in events or []:
-        colour = _event_colour(ev)
-        ax.add_patch(Rectangle((ev["start"] - 0.5, -0.4), ev["end"] - ev["start"], 0.8,
-                               color=colour, ec="black", lw=1.6 if ev.get("decisive") else 0.3))
-        label = ev.get("label") or " ".join(str(ev.get(x, "")) for x in ("colour", "shape", "action"))
-        ax.text((ev["start"] + ev["end"] - 1) / 2, -0.75, textwrap.fill(label.strip(), 18),
-                ha="center", va="top", fontsize=6)
-    ax.set_xlim(-0.5, num_frames - 0.5)
-    ax.set_ylim(-1.6 if events else -0.5, rows + 0.6)
-    ax.set_yticks([])
-    ax.set_xlabel("frame")
+        rng = np.random.default_rng(rng_seed) if mode == "rand" else None
+        idx = sample_indices(num_frames, k, mode, rng=rng)
+        picks[mode] = idx
+        y = -j
+        hit = np.zeros(num_frames, bool)
+        hit[idx] = True
+        ax.bar(np.arange(num_frames), 0.62, bottom=y - 0.31, width=0.86,
+               color=np.where(hit, "#1f4e79", "#e3e3e3").tolist(), linewidth=0)
+    starts, _ = segment_bounds(num_frames, k)
+    for b in [*starts.tolist(), num_frames]:
+        ax.axvline(b - 0.5, color="0.45", lw=0.9, ls=(0, (3, 2)), zorder=0)
+    yticks = [-j for j in range(len(modes))]
+    ylabels = [f"{m} (seed {rng_seed})" if m == "rand" else m for m in modes]
+    bottom = -len(modes) + 0.5
+    if events:
+        ref = "uniform" if "uniform" in picks else modes[0]
+        y_ev = -len(modes) - 0.15
+        for i, ev in enumerate(events):
+            seen = bool(((picks[ref] >= ev["start"]) & (picks[ref] < ev["end"])).any())
+            ax.add_patch(Rectangle((ev["start"] - 0.45, y_ev - 0.3), ev["end"] - ev["start"] - 0.1, 0.6,
+                                   facecolor=_event_colour(ev, i), edgecolor="black",
+                                   lw=2.0 if ev.get("decisive") else 0.6,
+                                   hatch=None if seen else "////", zorder=2))
+            label = _event_label(ev) + ("" if seen else f"\nmissed by {ref}")
+            # alternate two label heights so labels of neighbouring short events do not collide
+            x, ha = (ev["start"] + ev["end"] - 1) / 2, "center"
+            if x < 0.08 * num_frames:  # keep labels of events at the ends inside the axes
+                x, ha = ev["start"] - 0.45, "left"
+            elif x > 0.92 * num_frames:
+                x, ha = ev["end"] - 0.55, "right"
+            ax.text(x, y_ev - 0.42 - 0.55 * (i % 2), label,
+                    ha=ha, va="top", fontsize=FONT - 1, linespacing=1.15,
+                    color="black" if seen else "#b2182b", fontweight="normal" if seen else "bold")
+        yticks.append(y_ev)
+        ylabels.append("events")
+        bottom = y_ev - 1.75
+    ax.set_yticks(yticks, ylabels, fontsize=FONT)
+    ax.tick_params(axis="y", length=0)
+    ax.set_xlim(-0.6, num_frames - 0.4)
+    ax.set_ylim(bottom, 0.55)
+    step = 1 if num_frames <= 40 else int(np.ceil(num_frames / 40 / 5) * 5)
+    ax.set_xticks(np.arange(0, num_frames, step))
+    ax.tick_params(axis="x", labelsize=FONT - 1, length=2)
+    ax.set_xlabel("frame", fontsize=FONT)
     for side in ("top", "right", "left"):
         ax.spines[side].set_visible(False)
+    ax.set_title(f"{num_frames} frames, K = {k} segments: dark cells are the frames each sampling "
+                 "reads", fontsize=FONT + 1, loc="left")
     return ax
 
 
-def _event_colour(ev: dict):
-    try:
-        from mofkit.data.synthetic import COLOURS
-
-        return np.asarray(COLOURS[ev["colour"]]) / 255
-    except (ImportError, KeyError):
-        return "tab:blue"
-
-
-def _diff_map(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Mean absolute RGB difference, in grey levels: (..., H, W)."""
-    return np.abs(a.astype(np.float32) - b.astype(np.float32)).mean(axis=-1)
+# ----------------------------------------------------------------------------------------------
+# compressed frames
 
 
 def compressed_vs_uniform(uniform, compressed, *, whole=None, caption: str | None = None,
@@ -162,108 +388,124 @@ def compressed_vs_uniform(uniform, compressed, *, whole=None, caption: str | Non
     """The whole video, the K uniform frames, the K compressed frames and their difference maps.
 
     Args:
-        uniform: uint8 (K, H, W, 3), the uniform frames the compressed frames started from.
-        compressed: uint8 (K, H, W, 3), the learned frames (clipped for display).
-        whole: optional uint8 (N, H, W, 3) frames of the whole video (at most 16 shown).
-        caption: figure title.
-        diff_scale: top of the difference colour scale in grey levels (default: the max).
+        uniform: uint8 (K, H, W, 3): the uniform frames the compressed frames started from.
+        compressed: uint8 (K, H, W, 3): the learned frames, as ``FrameBank.export_images`` gives
+            them (denormalised and clipped for display).
+        whole: optional uint8 (N, H', W', 3): frames of the whole video; at most 16, evenly
+            picked, are shown.
+        caption: the video's caption, shown as the title.
+        diff_scale: top of the difference colour scale in grey levels (default: the largest
+            difference, at least 1); fix it to compare several figures.
 
     Returns:
-        The figure.
+        The figure: one image per row (whole, uniform, compressed, difference) and a colorbar.
     """
-    u, c = _np(uniform), _np(compressed)
-    k = len(u)
-    w_frames = _np(whole) if whole is not None else None
-    if w_frames is not None and len(w_frames) > 16:
-        w_frames = w_frames[np.linspace(0, len(w_frames) - 1, 16).round().astype(int)]
-    rows = 3 + (w_frames is not None)
-    cols = max(k, len(w_frames) if w_frames is not None else 0)
-    fig = Figure(figsize=(max(6.0, 0.95 * cols + 1.2), 1.25 * rows + 0.5))
-    grid = fig.add_gridspec(rows, cols + 1, width_ratios=[1] * cols + [0.08])
-    r = 0
-    if w_frames is not None:
-        for j, f in enumerate(w_frames):
-            ax = fig.add_subplot(grid[0, j])
-            ax.imshow(f)
-            ax.axis("off")
-        fig.axes[0].set_title("whole video", fontsize=8, loc="left")
-        r = 1
-    diff = _diff_map(c, u)
-    vmax = diff_scale or max(float(diff.max()), 1.0)
-    im = None
-    for j in range(k):
-        for rr, (img, name) in enumerate(((u[j], "uniform"), (c[j], "compressed"))):
-            ax = fig.add_subplot(grid[r + rr, j])
-            ax.imshow(img)
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if j == 0:
-                ax.set_ylabel(name, fontsize=8)
-        ax = fig.add_subplot(grid[r + 2, j])
-        im = ax.imshow(diff[j], cmap="magma", vmin=0, vmax=vmax)
-        ax.set_xticks([])
-        ax.set_yticks([])
-        if j == 0:
-            ax.set_ylabel("|diff|", fontsize=8)
-    cax = fig.add_subplot(grid[r + 2, cols])
-    fig.colorbar(im, cax=cax).set_label("grey levels", fontsize=7)
-    if caption:
-        fig.suptitle(textwrap.fill(caption, 100), fontsize=9)
+    u = _as_frames(uniform, "uniform")
+    c = _as_frames(compressed, "compressed")
+    if u.shape != c.shape:
+        raise ValueError(f"uniform {tuple(u.shape)} and compressed {tuple(c.shape)} must have the "
+                         "same (K, H, W, 3) shape: the compressed frames start from the uniform ones")
+    k, h, w = u.shape[:3]
+    wf = _as_frames(whole, "whole") if whole is not None else None
+    diff = _diff_map(c, u)  # (K, H, W)
+    vmax = float(diff_scale) if diff_scale else max(float(diff.max()), 1.0)
+
+    strip_w = _strip_width(k, w)
+    strip_h = CELL * h / w
+    rows = []  # (title, image, height, labels, cell)
+    if wf is not None:
+        pick = _even(len(wf), 16)
+        # the whole video is context: at most as wide as the K rows, or 8 inches if they are narrower
+        cell = min(CELL, max(strip_w, 8.0) / len(pick) * w / (w + _gap(w)))
+        shown = f", {len(pick)} shown" if len(pick) < len(wf) else ""
+        rows.append((f"whole video: {len(wf)} frames{shown}", wf[pick],
+                     cell * wf.shape[1] / wf.shape[2], [str(i) for i in pick], cell))
+    rows.append((f"K = {k} uniform frames (where the compressed frames start)", u, strip_h, None, CELL))
+    rows.append((f"K = {k} compressed frames", c, strip_h, None, CELL))
+    rows.append(("|compressed \u2212 uniform|, mean over RGB", diff, strip_h,
+                 [f"mean {d:.1f}" for d in diff.mean(axis=(1, 2))], CELL))
+    widths = [_strip_width(len(img), img.shape[2], cell) for _, img, _, _, cell in rows]
+    fig_w = max(max(widths) + 0.25 + 0.9, 4.5)  # room for the colorbar
+    title = _wrap(caption, fig_w - 0.3, FONT + 1) if caption else None
+    head = 0.1 + (0.2 * (title.count("\n") + 1) if title else 0)
+    row_h = [0.28 + hh + (0.22 if labels else 0.08) for _, _, hh, labels, _ in rows]
+    fig = Figure(figsize=(fig_w, head + sum(row_h)))
+    top = head
+    for (name, img, hh, labels, cell), width, rh in zip(rows, widths, row_h):
+        ax = _add_axes(fig, 0.12, top + 0.28, width, hh)
+        if img.ndim == 3:  # difference maps
+            im = ax.imshow(_mosaic(diff, fill=np.nan), cmap=_diff_cmap(), vmin=0, vmax=vmax,
+                           interpolation=_interp(w, cell))
+            _bare(ax)
+            cax = _add_axes(fig, 0.12 + width + 0.12, top + 0.28, 0.12, hh)
+            bar = fig.colorbar(im, cax=cax)
+            bar.set_label("grey levels", fontsize=FONT - 1)
+            bar.ax.tick_params(labelsize=FONT - 1)
+            ax.set_xticks(_centres(k, w), labels, fontsize=FONT - 1)
+            ax.tick_params(length=0, pad=2)
+        else:
+            frame_strip(img, ax=ax, titles=labels)
+        ax.set_title(name, fontsize=FONT, loc="left", pad=3)
+        top += rh
+    if title:
+        fig.text(0.12 / fig_w, 1 - 0.1 / fig.get_size_inches()[1], title, fontsize=FONT + 1,
+                 va="top", ha="left", fontweight="bold")
     return fig
 
 
-def frames_over_epochs(snapshots, *, epochs: Sequence[int] | None = None,
-                       frame: int | None = None) -> Figure:
-    """How compressed frames change over training.
+def frames_over_epochs(snapshots, *, epochs: Sequence[int] | None = None, frame: int | None = None,
+                       max_epochs: int = 12) -> Figure:
+    """How a video's compressed frames change over training.
 
     Args:
-        snapshots: uint8 (E, K, H, W, 3): the frames of one video at E saved epochs (the first
-            usually the initial uniform frames).
-        epochs: labels of the E snapshots (default 0..E-1).
-        frame: show only this frame index; all K rows when None.
+        snapshots: uint8 (E, K, H, W, 3): the frames of one video at E saved epochs, the first
+            usually the initialisation (a MOF run saves them under ``<out_dir>/snapshots``).
+        epochs: the epoch of each snapshot (default ``0..E-1``).
+        frame: show only this one of the K frames; all K rows when None.
+        max_epochs: grid columns; snapshots are picked evenly (first and last kept) when there
+            are more. The line plot uses every snapshot.
 
     Returns:
-        A figure: a grid (rows = frames, columns = epochs) and a line plot of the mean absolute
-        change from the first snapshot.
+        The figure: one image per frame row (columns = epochs) and, beneath, the mean absolute
+        change from the first snapshot per epoch (one thin line per frame, the mean in black).
     """
-    s = _np(snapshots).astype(np.uint8)
-    e, k = s.shape[:2]
+    s = _as_frames(snapshots, "snapshots", ndim=5)
+    e, k, h, w = s.shape[:4]
     epochs = list(epochs) if epochs is not None else list(range(e))
+    if len(epochs) != e:
+        raise ValueError(f"epochs has {len(epochs)} labels for {e} snapshots")
+    if frame is not None and not 0 <= frame < k:
+        raise ValueError(f"frame={frame} is not one of the K={k} frames (0..{k - 1})")
     frames = [frame] if frame is not None else list(range(k))
-    show = np.linspace(0, e - 1, min(e, 10)).round().astype(int)
-    fig = Figure(figsize=(1.0 * len(show) + 3.2, 1.05 * len(frames) + 0.6))
-    grid = fig.add_gridspec(len(frames), len(show) + 1, width_ratios=[1] * len(show) + [2.6])
-    for i, f in enumerate(frames):
-        for j, ep in enumerate(show):
-            ax = fig.add_subplot(grid[i, j])
-            ax.imshow(s[ep, f])
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if i == 0:
-                ax.set_title(f"ep {epochs[ep]}", fontsize=7)
-            if j == 0:
-                ax.set_ylabel(f"frame {f}", fontsize=7)
-    ax = fig.add_subplot(grid[:, -1])
-    change = np.abs(s.astype(np.float32) - s[:1].astype(np.float32)).mean(axis=(1, 2, 3, 4))
-    ax.plot(epochs, change, marker="o")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("mean |change| (grey levels)")
+    cols = _even(e, max_epochs)
+    width = _strip_width(len(cols), w)
+    strip_h = CELL * h / w
+    fig_w = max(width + 0.75 + 0.2, 5.0)
+    plot_h = 1.9
+    grid_h = 0.25 + len(frames) * (strip_h + 0.06)
+    fig = Figure(figsize=(fig_w, 0.1 + grid_h + 0.35 + plot_h + 0.5))
+    top = 0.35
+    for r, f in enumerate(frames):
+        ax = _add_axes(fig, 0.75, top, width, strip_h)
+        frame_strip(s[cols, f], ax=ax)
+        ax.set_ylabel(f"frame {f}", fontsize=FONT, rotation=0, ha="right", va="center", labelpad=4)
+        if r == 0:
+            ax.xaxis.tick_top()
+            ax.set_xticks(_centres(len(cols), w), [f"ep {epochs[i]}" for i in cols], fontsize=FONT - 1)
+            ax.tick_params(length=0, pad=2)
+        top += strip_h + 0.06
+    ax = _add_axes(fig, 0.75, top + 0.35, fig_w - 0.95, plot_h)
+    change = _diff_map(s[:, frames], s[:1, frames]).mean(axis=(2, 3))  # (E, F)
+    if len(frames) > 1:
+        for j, f in enumerate(frames):
+            ax.plot(epochs, change[:, j], lw=0.9, alpha=0.6, color=f"C{j % 10}",
+                    label=f"frame {f}" if len(frames) <= 8 else None)
+    ax.plot(epochs, change.mean(axis=1), marker="o", ms=3.5, lw=1.8, color="black",
+            label="mean" if len(frames) > 1 else f"frame {frames[0]}")
+    ax.set_xlabel("epoch", fontsize=FONT)
+    ax.set_ylabel(f"mean |change| vs ep {epochs[0]}\n(grey levels)", fontsize=FONT)
+    ax.tick_params(labelsize=FONT - 1)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
+    ax.legend(fontsize=FONT - 1, ncol=min(5, len(frames) + 1), frameon=False, loc="upper left")
     return fig
 
-
-def search_results(query: str, ranked: Sequence[tuple], *, k: int = 5, max_frames: int = 8) -> Figure:
-    """A text query's top-k videos as frame strips with their id/caption and score.
-
-    Args:
-        query: the text typed.
-        ranked: ``(frames (T, H, W, 3), label, score)`` best first.
-        k: how many to show.
-        max_frames: frames per strip.
-
-    Returns:
-        The figure.
-    """
-    items = [(f, f"#{i + 1}  score {s:.3f}  {label}") for i, (f, label, s) in enumerate(ranked[:k])]
-    return video_strips(items, max_frames=max_frames, title=f"query: {query}")
