@@ -142,11 +142,8 @@ def test_open_clip_vit_b_32_matches_published_gflops(vit_b_32):
 
 def test_mof_tiny_video_flops_linear_in_k():
     models = pytest.importorskip("mofkit.models")
-    if not hasattr(models, "create_retrieval_model"):
-        pytest.skip("mofkit.models.create_retrieval_model is not available")
-    model = models.create_retrieval_model("mof-tiny")
-    size = getattr(model.clip.visual, "image_size", 32)  # open_clip towers store (H, W)
-    size = size[0] if isinstance(size, (tuple, list)) else int(size)
+    bundle = models.create_retrieval_model("mof-tiny")
+    model, size = bundle.model, bundle.image_size
     f4 = video_flops(model, num_frames=4, image_size=size)
     f8 = video_flops(model, num_frames=8, image_size=size)
     assert f4["image_tower_per_frame"] == f8["image_tower_per_frame"] > 0
