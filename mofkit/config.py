@@ -28,10 +28,10 @@ class SyntheticConfig:
     frames: int = 32  # frames per video
     size: int = 64  # frame side in pixels (square videos)
     fps: int = 8  # frame rate written into the mp4 container
-    family_size: int = 4  # videos per hard-negative family (same objects, one event or the order differs)
+    family_size: int = 4  # videos per hard-negative family (same timeline; one event's object differs)
     captions_per_video: int = 5  # paraphrases per training video
     short_prob: float = 0.75  # chance that a family's decisive event is short
-    short_frames: tuple[int, int] = (2, 3)  # length range (frames) of a short decisive event
+    short_frames: tuple[int, int] = (2, 3)  # length range (frames) of a short event (a flash)
     seed: int = 0  # everything in the corpus follows from this seed
 
 
