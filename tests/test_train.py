@@ -35,15 +35,19 @@ def _weights(out_dir):
 
 
 def test_training_learns(smoke_root):
-    res = train(_cfg(smoke_root, "learn", **{"train.epochs": 12}), progress=False)
-    t2v = res.final["t2v"]
-    chance_r5 = 100 * 5 / res.final["n_videos"]
-    assert t2v["R5"] > 2 * chance_r5, t2v
-    assert t2v["MnR"] < 0.4 * res.final["n_videos"], t2v
+    """A CPU end-to-end run on a (small) synthetic corpus retrieves far above chance."""
+    cfg = _cfg(smoke_root, "learn", **{
+        "data.root": str(smoke_root / "learn-corpus"), "synthetic.n_train": 256, "synthetic.n_test": 64,
+        "train.epochs": 15, "train.batch_size": 32, "train.eval_every": 5})
+    res = train(cfg, progress=False)
+    t2v, n = res.final["t2v"], res.final["n_videos"]
+    assert n == 64 and res.final["dropped"] == []
+    assert t2v["R1"] > 4 * 100 / n, t2v  # chance is 1/64
+    assert t2v["MdR"] < n / 4, t2v  # chance is about n/2
     losses = [row["train_loss"] for row in res.history]
-    assert losses[-1] < 0.8 * losses[0]
+    assert losses[-1] < 0.7 * losses[0]
     doc = json.loads((res.out_dir / "metrics.json").read_text())
-    assert doc["config"]["train"]["epochs"] == 12 and len(doc["history"]) == 12
+    assert doc["config"]["train"]["epochs"] == 15 and len(doc["history"]) == 15
     assert (res.out_dir / "metrics.csv").read_text().startswith("epoch,")
 
 
@@ -117,7 +121,9 @@ def test_two_gloo_processes_match_one(smoke_root, mof):
         fa = FrameBank.restore(load_checkpoint(one.out_dir / "checkpoint.pt")["bank"])
         fb = FrameBank.restore(load_checkpoint(smoke_root / f"two{mof}" / "checkpoint.pt")["bank"])
         rows = np.arange(fa.num_videos)
-        torch.testing.assert_close(fa.read(rows), fb.read(rows), rtol=1e-4, atol=1e-5)
+        # Adam's first steps are close to lr * sign(g): pixels whose hypergradient is ~0 turn
+        # summation-order rounding (gloo all-reduce vs one process) into ~1e-4 of the frame lr.
+        torch.testing.assert_close(fa.read(rows), fb.read(rows), rtol=1e-4, atol=2e-4)
         sa = json.loads((one.out_dir / "metrics.json").read_text())["history"][-1]
         sb = json.loads((smoke_root / f"two{mof}" / "metrics.json").read_text())["history"][-1]
         assert sa["frames_rows_updated"] == sb["frames_rows_updated"] == fa.num_videos
