@@ -212,8 +212,19 @@ def smoke() -> Config:
 
 
 def cpu() -> Config:
-    """The default main job: the synthetic corpus and a CPU-sized model, minutes per run on 2 cores."""
-    return Config(profile="cpu", out_dir="runs/cpu")
+    """The default main job: the synthetic corpus and a CPU-sized model, minutes per run on 2 cores.
+
+    A uniform run takes about 2 minutes; a MOF run about 6 (its meta epoch costs about 10 base
+    epochs, so it runs every other epoch and on N = 16 whole-video frames). The notebooks run one
+    seed of the K sweep; ``benchmarks/tradeoff.py`` runs the three-seed tables.
+    """
+    return Config(
+        profile="cpu", out_dir="runs/cpu",
+        mof=MOFConfig(meta_frames=16, meta_every=2, frame_lr=3e-2),
+        study=StudyConfig(seeds=(0,), ablation_seeds=(0, 1), ablation_epochs=4,
+                          meta_frames_values=(8, 32), alpha_values=(1e-3, 1e-1),
+                          frame_lr_values=(8e-4, 1e-1)),
+    )
 
 
 def paper() -> Config:

@@ -9,10 +9,11 @@ run when an earlier one's output is missing.
 Layout of OUT_DIR::
 
     data/summary.json, data/scan_test.csv       00_data
-    baseline/   (a training run: metrics.json, checkpoint.pt, ...)   01_baseline
-    mof/        (a MOF run, with bank/ and snapshots/)               02_mof
+    sweep/<setting>/seed<s>/   training runs; 01_baseline and 02_mof train the config's own
+                               uniform and MOF settings there, 05_efficiency adds the rest
+                               (a MOF run also holds bank/ and snapshots/)
     ablations/<setting>/seed<s>/, ablations/results.csv              03_ablations
-    sweep/<setting>/seed<s>/, sweep/results.csv                      05_efficiency
+    sweep/results.csv, sweep/summary.csv                             05_efficiency
     figures/*.png, headline.md
 """
 from __future__ import annotations
@@ -29,9 +30,8 @@ from mofkit.config import Config, apply_overrides, get_config
 
 PRODUCERS = {
     "data/summary.json": "00_data",
-    "baseline/metrics.json": "01_baseline",
-    "mof/metrics.json": "02_mof",
-    "mof/snapshots": "02_mof",
+    "uniform": "01_baseline",
+    "mof": "02_mof",
     "ablations/results.csv": "03_ablations",
     "sweep/results.csv": "05_efficiency",
 }
@@ -55,11 +55,30 @@ class Session:
     def path(self, rel: str) -> Path:
         return self.out / rel
 
+    def run_dir(self, kind: str) -> str:
+        """Folder (under OUT_DIR) of the config's ``uniform`` or ``mof`` run at its K and seed.
+
+        It is the folder the K sweep of 05_efficiency uses for the same setting, so the runs of
+        01_baseline and 02_mof are reused there rather than trained twice.
+        """
+        from mofkit.train.experiments import run_name
+
+        if kind not in ("uniform", "mof"):
+            raise ValueError(f"run kind must be 'uniform' or 'mof', not {kind!r}")
+        setting = {"data.num_frames": self.cfg.data.num_frames, "mof.enabled": kind == "mof"}
+        return f"sweep/{run_name(setting)}/seed{self.cfg.train.seed}"
+
+    def _resolve(self, name: str) -> str:
+        return self.run_dir(name) if name in ("uniform", "mof") else name
+
     def section(self, name: str, overrides: dict[str, Any] | None = None) -> Config:
-        """A copy of the config whose training run lives in ``OUT_DIR/<name>``."""
+        """A copy of the config whose training run lives in ``OUT_DIR/<name>`` (``uniform`` and
+        ``mof`` name the config's own runs, see :meth:`run_dir`)."""
         cfg = Config.from_dict(self.cfg.to_dict())
+        if name in ("uniform", "mof"):
+            overrides = {"mof.enabled": name == "mof", **(overrides or {})}
         apply_overrides(cfg, overrides or {})
-        cfg.out_dir = str(self.out / name)
+        cfg.out_dir = str(self.out / self._resolve(name))
         return cfg
 
     def figure(self, fig, name: str) -> Path:
@@ -81,10 +100,13 @@ class Session:
         return path
 
     def require(self, rel: str) -> Path:
-        """Path of an earlier notebook's result, or :class:`MissingResult` naming that notebook."""
-        path = self.out / rel
+        """Path of an earlier notebook's result, or :class:`MissingResult` naming that notebook.
+
+        ``rel`` may start with ``uniform/`` or ``mof/`` for the config's own runs."""
+        head, _, tail = rel.partition("/")
+        path = self.out / (f"{self._resolve(head)}/{tail}" if tail else self._resolve(head))
         if not path.exists():
-            who = PRODUCERS.get(rel, "the earlier notebooks")
+            who = PRODUCERS.get(rel, PRODUCERS.get(head, "the earlier notebooks"))
             raise MissingResult(f"{path} is missing: run notebook {who} first, with the same PROFILE "
                                 f"and OUT_DIR")
         return path
@@ -247,7 +269,8 @@ def event_coverage(s: Session, dataset, k_values=(2, 4, 8, 16)) -> pd.DataFrame:
 
 def train_section(s: Session, name: str, overrides: dict[str, Any] | None = None, *,
                   progress: bool = True):
-    """Train (or resume, or reuse) the run in ``OUT_DIR/<name>``; returns its TrainResult."""
+    """Train (or resume, or reuse) a run: ``uniform`` or ``mof`` (the config's own runs, at its K
+    and seed) or any folder name under OUT_DIR; returns its TrainResult."""
     from mofkit.train.loop import train
 
     return train(s.section(name, overrides), progress=progress)
@@ -279,38 +302,47 @@ def final_metrics_table(s: Session, names: dict[str, str]) -> pd.DataFrame:
 # ------------------------------------------------------------------------------------------------
 
 def ablation_settings(s: Session) -> list[dict[str, Any]]:
-    """The ablation grid: one axis varied at a time around the MOF run of 02_mof."""
-    st = s.cfg.study
+    """The ablation grid: one axis varied at a time around MOF's settings of the config."""
+    st, m = s.cfg.study, s.cfg.mof
     base = {"mof.enabled": True}
-    out = [{**base, "axis": "reference"}]
+    out = [{**base, "axis": "MOF (config)"}]
     out += [{**base, "axis": "N", "mof.meta_frames": n} for n in st.meta_frames_values
-            if n != s.cfg.mof.meta_frames and n <= s.cfg.data.dense_frames]
-    out += [{**base, "axis": "alpha", "mof.alpha": a} for a in st.alpha_values if a != s.cfg.mof.alpha]
+            if n != m.meta_frames and n <= s.cfg.data.dense_frames]
+    out += [{**base, "axis": "alpha", "mof.alpha": a} for a in st.alpha_values if a != m.alpha]
     out += [{**base, "axis": "frame lr", "mof.frame_lr": lr} for lr in st.frame_lr_values
-            if lr != s.cfg.mof.frame_lr]
-    out += [{**base, "axis": "update", "mof.update": "batch"}]
-    out += [{**base, "axis": "hypergradient", "mof.hypergrad": "fd"}]
-    out += [{**base, "axis": "temporal head", "model.temporal_head": "seqTransf"}]
-    out += [{"mof.enabled": False, "axis": "uniform baseline"}]
+            if lr != m.frame_lr]
+    out += [{**base, "axis": "update", "mof.update": "batch" if m.update == "epoch" else "epoch"}]
+    out += [{**base, "axis": "hypergradient", "mof.hypergrad": "fd" if m.hypergrad == "exact" else "exact"}]
+    out += [{**base, "axis": "temporal head",
+             "model.temporal_head": "seqTransf" if s.cfg.model.temporal_head == "meanP" else "meanP"}]
+    out += [{"mof.enabled": False, "axis": "uniform (same budget)"}]
     return out
 
 
 def run_ablations(s: Session, progress: bool = True) -> pd.DataFrame:
-    """Train every ablation setting for ``study.ablation_seeds``; returns (and saves) the table."""
+    """Every ablation setting for ``study.ablation_seeds``, each fine-tuning the uniform baseline
+    of 01_baseline for ``study.ablation_epochs`` (so all settings start from the same model and a
+    setting costs minutes, not a full training); returns (and saves) the table."""
     from mofkit.train.experiments import run_grid
 
     st = s.cfg.study
+    start = s.require("uniform/checkpoint.pt")
     base = s.section("ablations")
+    base.model.pretrained = str(start)
     if st.ablation_epochs:
         base.train.epochs = st.ablation_epochs
     frames = []
     for setting in ablation_settings(s):
         axis = setting.pop("axis")
+        if "model.temporal_head" in setting:
+            # a new head cannot start from the baseline's weights; train it from scratch
+            setting = {**setting, "model.pretrained": None, "train.epochs": s.cfg.train.epochs}
         df = run_grid(base, [setting], seeds=st.ablation_seeds, root=s.out / "ablations",
                       progress=progress)
         df["axis"] = axis
-        df["value"] = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in setting.items()
-                                if k != "mof.enabled") or ("MOF" if setting["mof.enabled"] else "-")
+        shown = {k.split(".")[-1]: v for k, v in setting.items()
+                 if k not in ("mof.enabled", "model.pretrained", "train.epochs")}
+        df["value"] = ", ".join(f"{k}={v}" for k, v in shown.items()) or axis
         frames.append(df)
     table = pd.concat(frames, ignore_index=True)
     s.save_table("ablations/results.csv", table)
@@ -338,7 +370,7 @@ def run_k_sweep(s: Session, progress: bool = True) -> pd.DataFrame:
 
 def load_snapshots(s: Session, name: str = "mof") -> tuple[list[str], np.ndarray, list[int]]:
     """``(video_ids, frames uint8 (E, V, K, S, S, 3), epochs)`` saved by a MOF run."""
-    folder = s.require(f"{name}/snapshots") if name == "mof" else s.path(f"{name}/snapshots")
+    folder = s.require(f"{name}/snapshots")
     files = sorted(folder.glob("epoch_*.npy"))
     if not files:
         raise MissingResult(f"no frame snapshots in {folder}: run notebook 02_mof first")
@@ -417,7 +449,7 @@ class SearchIndex:
         from mofkit.eval.encode import encode_texts
         from mofkit.models import create_retrieval_model
 
-        ckpt = s.require(f"{run}/metrics.json").parent / "checkpoint.pt"
+        ckpt = s.require(f"{run}/checkpoint.pt")
         saved = Config.from_dict(json.loads((ckpt.parent / "config.json").read_text()))
         m = saved.model
         self.bundle = create_retrieval_model(m.arch, str(ckpt), temporal_head=m.temporal_head,

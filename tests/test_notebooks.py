@@ -46,8 +46,8 @@ def test_all_notebooks_run_on_smoke(tmp_path):
         executed = nbformat.read(report.report_dir / p.name, as_version=4)
         assert any(c.get("outputs") for c in executed.cells if c.cell_type == "code"), p.name
     # recorded metrics are present and finite
-    for run in ("baseline", "mof"):
-        final = json.loads((out / run / "metrics.json").read_text())["final"]
+    for run in ("num_frames-4_enabled-False", "num_frames-4_enabled-True"):
+        final = json.loads((out / "sweep" / run / "seed0" / "metrics.json").read_text())["final"]
         for direction in ("t2v", "v2t", "t2v_dsl"):
             assert all(math.isfinite(v) for v in final[direction].values()), (run, direction)
     for table in ("ablations/results.csv", "sweep/results.csv"):
