@@ -488,6 +488,9 @@ def _check_resumable(saved: Config, cfg: Config, path: Path) -> None:
         d["train"].pop("epochs")
         for key in ("num_workers", "cache_dir"):
             d["data"].pop(key)
+        for key in ("root", "video_dir"):  # the same folder, however it was spelled
+            if d["data"][key]:
+                d["data"][key] = str(Path(d["data"][key]).resolve())
     if a != b:
         diff = [f"{s}.{k}" for s in a if isinstance(a[s], dict)
                 for k in a[s] if a[s][k] != b[s].get(k)]
