@@ -127,3 +127,26 @@ def test_two_gloo_processes_match_one(smoke_root, mof):
         sa = json.loads((one.out_dir / "metrics.json").read_text())["history"][-1]
         sb = json.loads((smoke_root / f"two{mof}" / "metrics.json").read_text())["history"][-1]
         assert sa["frames_rows_updated"] == sb["frames_rows_updated"] == fa.num_videos
+
+
+def test_nonfinite_hypergradients_are_named_skipped_and_counted(smoke_root, monkeypatch):
+    import mofkit.bilevel.meta as meta
+
+    real = meta.hypergradient
+    poisoned = {"row": 0}
+
+    def poisoning(*args, **kwargs):
+        res = real(*args, **kwargs)
+        res.grad[poisoned["row"]] = float("nan")  # the first video of every meta batch
+        res.finite[poisoned["row"]] = False
+        return res
+
+    monkeypatch.setattr(meta, "hypergradient", poisoning)
+    cfg = _cfg(smoke_root, "nan", **{"train.epochs": 2, "mof.enabled": True})
+    with pytest.warns(RuntimeWarning, match=r"non-finite hypergradient for videos \['video"):
+        res = train(cfg, progress=False)
+    n_batches = -(-64 // 16)  # smoke: 64 training videos, meta batches of 16
+    assert [row["nonfinite_skipped"] for row in res.history] == [n_batches, n_batches]
+    assert res.history[-1]["frames_rows_updated"] == 64 - n_batches
+    assert all(np.isfinite(row["train_loss"]) for row in res.history)
+    assert all(np.isfinite(v) for v in res.final["t2v"].values())
