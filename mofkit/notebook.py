@@ -334,14 +334,10 @@ def run_ablations(s: Session, progress: bool = True) -> pd.DataFrame:
     frames = []
     for setting in ablation_settings(s):
         axis = setting.pop("axis")
-        if "model.temporal_head" in setting:
-            # a new head cannot start from the baseline's weights; train it from scratch
-            setting = {**setting, "model.pretrained": None, "train.epochs": s.cfg.train.epochs}
         df = run_grid(base, [setting], seeds=st.ablation_seeds, root=s.out / "ablations",
                       progress=progress)
         df["axis"] = axis
-        shown = {k.split(".")[-1]: v for k, v in setting.items()
-                 if k not in ("mof.enabled", "model.pretrained", "train.epochs")}
+        shown = {k.split(".")[-1]: v for k, v in setting.items() if k != "mof.enabled"}
         df["value"] = ", ".join(f"{k}={v}" for k, v in shown.items()) or axis
         frames.append(df)
     table = pd.concat(frames, ignore_index=True)

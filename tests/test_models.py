@@ -181,8 +181,11 @@ def test_load_mofkit_checkpoint_into_the_whole_model(tmp_path):
     torch.testing.assert_close(shorter.model.clip.positional_embedding, src.clip.positional_embedding[:32])
     with pytest.raises(ValueError, match="arch='mof-tiny-32'"):
         create_retrieval_model("mof-tiny", str(path), temporal_head="seqTransf")
-    with pytest.raises(ValueError, match="temporal_head='seqTransf'"):
-        create_retrieval_model("mof-tiny-32", str(path))
+    # another head: the towers load, the head starts fresh (with a warning that says so)
+    with pytest.warns(UserWarning, match="towers only"):
+        other = create_retrieval_model("mof-tiny-32", str(path))
+    torch.testing.assert_close(other.model.clip.visual.conv1.weight, src.clip.visual.conv1.weight)
+    assert not any(True for _ in other.model.temporal.parameters())  # meanP has none
     with pytest.raises(ValueError, match="64 text positions .*context_length <= 64"):
         create_retrieval_model("mof-tiny-32", str(path), temporal_head="seqTransf", context_length=77)
 

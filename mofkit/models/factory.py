@@ -409,12 +409,20 @@ def _load_clip_state(clip: torch.nn.Module, state: dict, source: str) -> None:
 def _load_mofkit_checkpoint(model: RetrievalModel, blob: dict, arch: str, temporal_head: str,
                             source: str) -> None:
     saved = (blob.get("config") or {}).get("model", {}) if isinstance(blob.get("config"), dict) else {}
-    for key, want in (("arch", arch), ("temporal_head", temporal_head)):
-        if saved.get(key) not in (None, want):
-            raise ValueError(f"mofkit checkpoint {source} holds a model with {key}={saved[key]!r}, "
-                             f"not {want!r}; set model.{key}={saved[key]!r}")
+    if saved.get("arch") not in (None, arch):
+        raise ValueError(f"mofkit checkpoint {source} holds a model with arch={saved['arch']!r}, "
+                         f"not {arch!r}; set model.arch={saved['arch']!r}")
     state = fit_context_length(blob["model"], model.context_length, prefix="clip.", source=source)
+    towers_only = saved.get("temporal_head") not in (None, temporal_head)
+    if towers_only:
+        # Another temporal head: start from the checkpoint's towers, with a fresh head.
+        warnings.warn(f"mofkit checkpoint {source} was trained with temporal_head="
+                      f"{saved['temporal_head']!r}; loading its image and text towers only, the "
+                      f"{temporal_head!r} head starts from its initialisation", UserWarning, stacklevel=3)
+        state = {k: v for k, v in state.items() if k.startswith("clip.")}
     missing, unexpected = model.load_state_dict(state, strict=False)
+    if towers_only:
+        missing = [k for k in missing if not k.startswith("temporal.")]
     if missing or unexpected:
         raise ValueError(f"mofkit checkpoint {source} does not fit this model: missing {missing[:8]}, "
                          f"unexpected {unexpected[:8]}; check model.arch, model.temporal_head, "
