@@ -222,8 +222,8 @@ def cpu() -> Config:
         profile="cpu", out_dir="runs/cpu",
         mof=MOFConfig(meta_frames=16, meta_every=2, frame_lr=3e-2),
         study=StudyConfig(seeds=(0,), ablation_seeds=(0, 1), ablation_epochs=4,
-                          meta_frames_values=(8, 32), alpha_values=(1e-3, 1e-1),
-                          frame_lr_values=(8e-4, 1e-1)),
+                          meta_frames_values=(8,), alpha_values=(1e-3, 1e-1),
+                          frame_lr_values=(8e-4,)),
     )
 
 

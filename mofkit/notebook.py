@@ -305,17 +305,17 @@ def ablation_settings(s: Session) -> list[dict[str, Any]]:
     """The ablation grid: one axis varied at a time around MOF's settings of the config."""
     st, m = s.cfg.study, s.cfg.mof
     base = {"mof.enabled": True}
-    out = [{**base, "axis": "MOF (config)"}]
-    out += [{**base, "axis": "N", "mof.meta_frames": n} for n in st.meta_frames_values
+    out = [{**base, "ablation": "MOF (config)"}]
+    out += [{**base, "ablation": "N", "mof.meta_frames": n} for n in st.meta_frames_values
             if n != m.meta_frames and n <= s.cfg.data.dense_frames]
-    out += [{**base, "axis": "alpha", "mof.alpha": a} for a in st.alpha_values if a != m.alpha]
-    out += [{**base, "axis": "frame lr", "mof.frame_lr": lr} for lr in st.frame_lr_values
+    out += [{**base, "ablation": "alpha", "mof.alpha": a} for a in st.alpha_values if a != m.alpha]
+    out += [{**base, "ablation": "frame lr", "mof.frame_lr": lr} for lr in st.frame_lr_values
             if lr != m.frame_lr]
-    out += [{**base, "axis": "update", "mof.update": "batch" if m.update == "epoch" else "epoch"}]
-    out += [{**base, "axis": "hypergradient", "mof.hypergrad": "fd" if m.hypergrad == "exact" else "exact"}]
-    out += [{**base, "axis": "temporal head",
+    out += [{**base, "ablation": "update", "mof.update": "batch" if m.update == "epoch" else "epoch"}]
+    out += [{**base, "ablation": "hypergradient", "mof.hypergrad": "fd" if m.hypergrad == "exact" else "exact"}]
+    out += [{**base, "ablation": "temporal head",
              "model.temporal_head": "seqTransf" if s.cfg.model.temporal_head == "meanP" else "meanP"}]
-    out += [{"mof.enabled": False, "axis": "uniform (same budget)"}]
+    out += [{"mof.enabled": False, "ablation": "uniform (same budget)"}]
     return out
 
 
@@ -333,12 +333,13 @@ def run_ablations(s: Session, progress: bool = True) -> pd.DataFrame:
         base.train.epochs = st.ablation_epochs
     frames = []
     for setting in ablation_settings(s):
-        axis = setting.pop("axis")
+        # (not "axis": pandas 3 takes a column of that name for an argument in groupby().agg)
+        label = setting.pop("ablation")
         df = run_grid(base, [setting], seeds=st.ablation_seeds, root=s.out / "ablations",
                       progress=progress)
-        df["axis"] = axis
+        df["ablation"] = label
         shown = {k.split(".")[-1]: v for k, v in setting.items() if k != "mof.enabled"}
-        df["value"] = ", ".join(f"{k}={v}" for k, v in shown.items()) or axis
+        df["value"] = ", ".join(f"{k}={v}" for k, v in shown.items()) or label
         frames.append(df)
     table = pd.concat(frames, ignore_index=True)
     s.save_table("ablations/results.csv", table)

@@ -141,7 +141,8 @@ def _collect(out: Path, report: Path, result: RunReport) -> None:
             if "checkpoint" in src.parts:
                 continue
             rel = src.relative_to(out)
-            dst = report / sub / "__".join(rel.parts)
+            parts = rel.parts[1:] if rel.parts[0] == sub else rel.parts  # figures/x.png -> x.png
+            dst = report / sub / "__".join(parts)
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dst)
             if sub == "figures":
