@@ -71,4 +71,4 @@ def test_missing_earlier_results_name_the_notebook(tmp_path):
     with pytest.raises(nb.MissingResult, match="run notebook 02_mof first"):
         nb.load_snapshots(s)
     with pytest.raises(nb.MissingResult, match="01_baseline"):
-        s.require("baseline/metrics.json")
+        s.require("uniform/metrics.json")
