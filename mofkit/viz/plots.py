@@ -390,14 +390,7 @@ def ablation_plot(df: pd.DataFrame, *, x: str, y: str = "t2v_R1", hue: str | Non
     sns.stripplot(**common, palette=["0.25"] * len(hue_order) if hue else None,
                   color=None if hue else "0.25", dodge=bool(hue), size=3, alpha=0.55, legend=False,
                   jitter=0.08, zorder=5)
-    ax.set_xlabel(x, fontsize=FONT + 1)
-    ax.set_ylabel(metric_label(y), fontsize=FONT + 1)
-    ax.tick_params(labelsize=FONT)
-    ax.grid(alpha=0.3, axis="y")
-    if hue and ax.get_legend() is not None:
-        ax.legend(fontsize=FONT, title=hue, title_fontsize=FONT)
-    if title:
-        ax.set_title(title, fontsize=FONT + 2)
+    _finish_bar_axes(ax, x, metric_label(y), hue, title)
     return fig
 
 
@@ -433,12 +426,16 @@ def efficiency_bars(df: pd.DataFrame, *, x: str = "method", y: str = "train_seco
     for container in ax.containers:
         ax.bar_label(container, fmt=fmt, fontsize=FONT, padding=2, label_type="center",
                      color="white", fontweight="bold")
-    ax.set_xlabel(x, fontsize=FONT + 1)
-    ax.set_ylabel(ylabel or metric_label(y), fontsize=FONT + 1)
+    _finish_bar_axes(ax, x, ylabel or metric_label(y), hue, title)
+    return fig
+
+
+def _finish_bar_axes(ax, xlabel: str, ylabel: str, hue: str | None, title: str | None) -> None:
+    ax.set_xlabel(xlabel, fontsize=FONT + 1)
+    ax.set_ylabel(ylabel, fontsize=FONT + 1)
     ax.tick_params(labelsize=FONT)
     ax.grid(alpha=0.3, axis="y")
     if hue and ax.get_legend() is not None:
         ax.legend(fontsize=FONT, title=hue, title_fontsize=FONT)
     if title:
         ax.set_title(title, fontsize=FONT + 2)
-    return fig
