@@ -177,11 +177,7 @@ def retrieval_metrics(sim, *, query_to_video=None, dsl: bool = False, ties: str 
     Returns:
         ``{"R1", "R5", "R10", "MdR", "MnR"}`` as floats: recalls in percent, ranks 1-based.
     """
-    _check_ties(ties)
-    sim = _as_numpy(sim)
-    q2v = _check_query_to_video(query_to_video, sim.shape)
-    if dsl:
-        sim = dual_softmax(sim, temperature=dsl_temperature)
+    sim, q2v = _prepare(sim, query_to_video, dsl, ties, dsl_temperature)
     return _summarise(*_t2v_counts(sim, q2v), ties)
 
 
@@ -205,12 +201,18 @@ def video_to_text_metrics(sim, *, query_to_video=None, dsl: bool = False, ties: 
     Returns:
         ``{"R1", "R5", "R10", "MdR", "MnR"}`` as floats: recalls in percent, ranks 1-based.
     """
+    sim, q2v = _prepare(sim, query_to_video, dsl, ties, dsl_temperature)
+    return _summarise(*_v2t_counts(sim, q2v), ties)
+
+
+def _prepare(sim, query_to_video, dsl: bool, ties: str, dsl_temperature: float):
+    """Check the arguments of both directions; the (optionally re-ranked) matrix and columns."""
     _check_ties(ties)
     sim = _as_numpy(sim)
     q2v = _check_query_to_video(query_to_video, sim.shape)
     if dsl:
         sim = dual_softmax(sim, temperature=dsl_temperature)
-    return _summarise(*_v2t_counts(sim, q2v), ties)
+    return sim, q2v
 
 
 def dual_softmax(sim, temperature: float = 100.0) -> np.ndarray:
