@@ -28,6 +28,9 @@ import pandas as pd
 
 from mofkit.config import Config, apply_overrides, get_config
 
+# Names of the config's own runs (at its K and seed), resolved to their sweep folders by Session.
+OWN_RUNS = ("uniform", "mof")
+
 PRODUCERS = {
     "data/summary.json": "00_data",
     "uniform": "01_baseline",
@@ -63,19 +66,19 @@ class Session:
         """
         from mofkit.train.experiments import run_name
 
-        if kind not in ("uniform", "mof"):
+        if kind not in OWN_RUNS:
             raise ValueError(f"run kind must be 'uniform' or 'mof', not {kind!r}")
         setting = {"data.num_frames": self.cfg.data.num_frames, "mof.enabled": kind == "mof"}
         return f"sweep/{run_name(setting)}/seed{self.cfg.train.seed}"
 
     def _resolve(self, name: str) -> str:
-        return self.run_dir(name) if name in ("uniform", "mof") else name
+        return self.run_dir(name) if name in OWN_RUNS else name
 
     def section(self, name: str, overrides: dict[str, Any] | None = None) -> Config:
         """A copy of the config whose training run lives in ``OUT_DIR/<name>`` (``uniform`` and
         ``mof`` name the config's own runs, see :meth:`run_dir`)."""
         cfg = Config.from_dict(self.cfg.to_dict())
-        if name in ("uniform", "mof"):
+        if name in OWN_RUNS:
             overrides = {"mof.enabled": name == "mof", **(overrides or {})}
         apply_overrides(cfg, overrides or {})
         cfg.out_dir = str(self.out / self._resolve(name))
