@@ -140,6 +140,8 @@ def test_same_seed_same_bytes_and_frames_other_seed_differs(corpus, tmp_path):
     for name in ("corpus.json", "MSRVTT_data.json", "MSRVTT_train.9k.csv", "MSRVTT_JSFUSION_test.csv"):
         assert (corpus / name).read_bytes() == (again / name).read_bytes(), name
     for vid in _ids(24):
+        assert (corpus / "videos" / f"{vid}.mp4").read_bytes() == \
+               (again / "videos" / f"{vid}.mp4").read_bytes(), vid
         a = read_frames(corpus / "videos" / f"{vid}.mp4", range(CFG.frames)).numpy()
         b = read_frames(again / "videos" / f"{vid}.mp4", range(CFG.frames)).numpy()
         assert np.array_equal(a, b), vid
@@ -150,6 +152,61 @@ def test_same_seed_same_bytes_and_frames_other_seed_differs(corpus, tmp_path):
     a = read_frames(corpus / "videos" / "video0.mp4", range(CFG.frames)).numpy()
     b = read_frames(other / "videos" / "video0.mp4", range(CFG.frames)).numpy()
     assert not np.array_equal(a, b)
+
+
+def _encode(tmp_path, frames, name, x264_params=None, monkeypatch=None) -> bytes:
+    if x264_params is not None:
+        monkeypatch.setitem(syn._X264_OPTIONS, "x264-params", x264_params)
+    syn.write_mp4(tmp_path / name, frames, fps=CFG.fps)
+    return (tmp_path / name).read_bytes()
+
+
+def test_encoding_gives_the_same_bytes_in_any_process_and_on_any_cpu(tmp_path, monkeypatch):
+    """x264 picks its algorithms by CPU, and its AVX-512 path was not even repeatable in a process
+    that had loaded torch (as this one has): the corpus encodes with the canonical ones."""
+    import subprocess
+    import sys
+
+    import torch  # noqa: F401  (the process state in which encodes were seen to differ)
+
+    plan = syn.plan_corpus(CFG)
+    frames = syn.render_video(plan[8], CFG)  # a video whose encoding differs between code paths
+    ref = _encode(tmp_path, frames, "ref.mp4")
+    assert all(_encode(tmp_path, frames, f"again{i}.mp4") == ref for i in range(8))
+    # A fresh interpreter that never imported torch writes the same file.
+    np.save(tmp_path / "frames.npy", frames)
+    code = ("import numpy as np, sys; from mofkit.data import synthetic as syn; "
+            "syn.write_mp4(sys.argv[2], np.load(sys.argv[1]), fps=%d)" % CFG.fps)
+    subprocess.run([sys.executable, "-c", code, str(tmp_path / "frames.npy"), str(tmp_path / "fresh.mp4")],
+                   check=True)
+    assert (tmp_path / "fresh.mp4").read_bytes() == ref
+    # The machines other people have: x264 limited to older instruction sets gives the same bytes.
+    for asm in ("AVX2", "SSE2"):
+        got = _encode(tmp_path, frames, f"{asm}.mp4", f"cpu-independent=1:asm={asm}", monkeypatch)
+        assert got == ref, asm
+    # The test can fail: without cpu-independent, some code path (AVX2 here) encodes other bytes.
+    fast = [_encode(tmp_path, frames, f"fast_{asm}.mp4", f"asm={asm}", monkeypatch) for asm in ("AVX2", "SSE2")]
+    assert any(f != ref for f in fast)
+
+
+def test_rendering_is_the_same_on_every_numpy_simd_level(tmp_path):
+    """numpy dispatches its loops by CPU (AVX-512, AVX2, SSE4.2); rendering uses only arithmetic
+    whose result does not depend on the loop that computes it."""
+    import subprocess
+    import sys
+
+    plan = syn.plan_corpus(CFG)[:6]
+    ref = np.stack([syn.render_video(r, CFG) for r in plan])
+    code = ("import numpy as np, sys; from mofkit.config import SyntheticConfig; "
+            "from mofkit.data import synthetic as syn; cfg = SyntheticConfig(**eval(sys.argv[1])); "
+            "np.save(sys.argv[2], np.stack([syn.render_video(r, cfg) for r in syn.plan_corpus(cfg)[:6]]))")
+    cfg_repr = repr(CFG.__dict__)
+    import os
+    for i, disabled in enumerate(("X86_V4 AVX512_ICL AVX512_SPR", "X86_V3 X86_V4 AVX512_ICL AVX512_SPR")):
+        out = tmp_path / f"r{i}.npy"
+        env = {**os.environ, "NPY_DISABLE_CPU_FEATURES": disabled}
+        subprocess.run([sys.executable, "-c", code, cfg_repr, str(out)], check=True, env=env)
+        assert np.array_equal(np.load(out), ref), disabled
 
 
 SMALL = SyntheticConfig(n_train=4, n_test=2, frames=12, size=16, family_size=2,

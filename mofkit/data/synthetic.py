@@ -40,9 +40,11 @@ the ``cpu`` profile's model (mof-tiny, 64 px, meanP, trained from scratch for 20
 cores) on the default corpus, text-to-video R@1 was 12.8 / 20.2 / 37.0 / 43.6 % at K = 2 / 4 /
 8 / 16 (500 test videos).
 
-Everything follows from ``seed``: the same config gives byte-identical annotation files and
-identical decoded frames (frames are rendered from a per-video seed and encoded by one x264
-thread). Files written under ``root``: ``videos/video{i}.mp4``, ``MSRVTT_data.json``,
+Everything follows from ``seed``: the same config gives byte-identical files, videos included,
+whatever the worker count, the process and the machine (frames are rendered from a per-video seed
+with numpy arithmetic and encoded by one x264 thread with its cpu-independent algorithms, see
+:func:`write_mp4`); only another libx264 build (another PyAV release) may encode other bytes.
+Files written under ``root``: ``videos/video{i}.mp4``, ``MSRVTT_data.json``,
 ``MSRVTT_train.9k.csv`` (training ids), ``MSRVTT_JSFUSION_test.csv`` (one caption per test video),
 and, last, ``corpus.json`` (format version, config, vocabulary, every video's family and event
 timeline), so an interrupted generation is never taken for a finished one.
@@ -61,7 +63,11 @@ import numpy as np
 
 from mofkit.config import SyntheticConfig
 
-FORMAT_VERSION = 2
+# Version of the files written. 3: videos encoded with x264's cpu-independent algorithms (see
+# write_mp4). The plan (families, timelines, captions) is drawn from _PLAN_VERSION, so a new file
+# format does not change which corpus a seed describes.
+FORMAT_VERSION = 3
+_PLAN_VERSION = 2
 SHAPES = ("circle", "square", "triangle", "cross", "star")
 # Far apart in RGB and still apart after 4:2:0 chroma subsampling at 32 px.
 COLOURS = {
@@ -218,7 +224,7 @@ def plan_corpus(cfg: SyntheticConfig) -> list[dict]:
         first, then test videos; ``seed`` drives the video's rendering.
     """
     _check_config(cfg)
-    rng = np.random.default_rng([cfg.seed, FORMAT_VERSION])
+    rng = np.random.default_rng([cfg.seed, _PLAN_VERSION])
     videos: list[dict] = []
     seen: set[tuple] = set()
     family = 0
@@ -381,8 +387,22 @@ def render_video(record: dict, cfg: SyntheticConfig) -> np.ndarray:
     return out
 
 
+# x264 picks among algorithms by CPU (SSE/AVX2/AVX-512 code paths that do not give identical
+# output). Its AVX-512 path is not even repeatable within one machine: in a process that has loaded
+# torch, the same frames encoded 15 times gave three different files (the macroblock-tree
+# lookahead: with mbtree off, or on the AVX2 path, or with cpu-independent, every encode was the
+# same). "cpu-independent" is x264's switch for its canonical algorithms: the same frames give the
+# same bytes on every machine and in every process, at no measurable cost (2.9 ms per 20-frame
+# 32 px video either way).
+_X264_OPTIONS = {"preset": "veryfast", "threads": "1", "x264-params": "cpu-independent=1"}
+
+
 def write_mp4(path: str | os.PathLike, frames: np.ndarray, fps: int = 8, crf: int = 17) -> None:
-    """Encode frames as H.264 (yuv420p) mp4, deterministically (one encoder thread).
+    """Encode frames as H.264 (yuv420p) mp4, byte for byte reproducibly.
+
+    The same frames give the same file whatever the machine's CPU, the worker process and what
+    the process has loaded (one encoder thread, x264's cpu-independent algorithms); only another
+    build of libx264 (another PyAV release) may give other bytes.
 
     Args:
         path: the output file; written as ``<path>.part`` and renamed when complete.
@@ -398,7 +418,7 @@ def write_mp4(path: str | os.PathLike, frames: np.ndarray, fps: int = 8, crf: in
         stream = container.add_stream("libx264", rate=fps)
         stream.width, stream.height = frames.shape[2], frames.shape[1]
         stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": str(crf), "preset": "veryfast", "threads": "1"}
+        stream.options = {"crf": str(crf), **_X264_OPTIONS}
         stream.codec_context.thread_count = 1
         for frame in frames:
             for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
