@@ -83,6 +83,7 @@ class TrainConfig:
     seed: int = 0  # seeds python, numpy and torch; sampling and init follow from it
     eval_every: int = 1  # evaluate on the test split every this many epochs (0: only at the end)
     eval_batch_size: int = 64  # videos per batch when encoding the test split
+    tensorboard: bool = True  # write TensorBoard scalars to <out_dir>/tensorboard (rank 0)
 
 
 @dataclass

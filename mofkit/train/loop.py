@@ -92,7 +92,7 @@ def epoch_batches(n: int, global_batch: int, seed: int, epoch: int, info: D.Dist
 class Trainer:
     """Holds one run's state. Use :func:`train`; the class is public for notebooks that step it."""
 
-    def __init__(self, cfg: Config, *, progress: bool = True):
+    def __init__(self, cfg: Config, *, progress: bool = True, progress_events: bool = True):
         self.cfg = cfg
         self.progress = progress
         self.device = get_device(cfg.device)
@@ -114,6 +114,11 @@ class Trainer:
         self.train_seconds = 0.0
         self.frame_steps = 0  # meta epochs whose frame update has been applied
         self.nonfinite_total = 0
+        from mofkit.train.monitor import RunMonitor
+
+        self.monitor = RunMonitor(self.out_dir, "/".join(self.out_dir.parts[-3:]), cfg.train.epochs,
+                                  self.steps_per_epoch, enabled=self.info.is_main and progress_events,
+                                  tensorboard=cfg.train.tensorboard)
 
     # -- setup ---------------------------------------------------------------------------------
 
@@ -302,6 +307,11 @@ class Trainer:
                 self._report_nonfinite(np.asarray(skipped), "hypergradient")
         return res.loss_compressed, res.loss_whole
 
+    def _learning_rates(self) -> dict[str, float]:
+        """The current learning rate of each parameter group, as ``lr_<group name>``."""
+        return {f"lr_{group.get('name', j)}": float(group["lr"])
+                for j, group in enumerate(self.optimizer.param_groups)}
+
     def _frame_lr(self) -> float:
         from mofkit.bilevel.bank import step_lr
 
@@ -349,6 +359,8 @@ class Trainer:
                 self.scaler.update()
                 self.optimizer.zero_grad(set_to_none=True)
                 self.scheduler.step()
+                self.monitor.step(epoch, (i + 1) // t.grad_accum, self.steps_per_epoch,
+                                  loss.item() * t.grad_accum, self._learning_rates())
             losses.append(loss.item() * t.grad_accum)
             n_videos += len(rows) * self.info.world_size
             bar.set_postfix(loss=f"{losses[-1]:.3f}", vid_s=f"{n_videos / (time.time() - t0):.0f}")
@@ -419,6 +431,7 @@ class Trainer:
         if ckpt is not None:
             resumed = int(ckpt["epoch"])
             if self.start_epoch >= t.epochs and ckpt.get("final") is not None:
+                self.monitor.end(ckpt["final"], reused=True)
                 return self._result(ckpt["final"], resumed)
         if m.enabled and self.bank is None:
             self._setup_bank()
@@ -426,6 +439,7 @@ class Trainer:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             atomic_write_text(self.out_dir / "config.json", json.dumps(cfg.to_dict(), indent=2))
         final = None
+        self.monitor.start(self.start_epoch, resumed)
         for epoch in range(self.start_epoch, t.epochs):
             t_epoch = time.time()
             self._epoch_nonfinite = 0
@@ -445,6 +459,7 @@ class Trainer:
                 self.frame_steps += 1  # the frame lr schedule counts epochs in interleaved mode
             if m.enabled and ("meta_loss_whole" in row):
                 self._snapshot(epoch + 1)
+                row["frames_lr"] = self._frame_lr()
             row["nonfinite_skipped"] = self._epoch_nonfinite
             row["epoch_seconds"] = time.time() - t_epoch
             self.train_seconds += row["epoch_seconds"]
@@ -452,10 +467,14 @@ class Trainer:
             self.history.append(row)
             self._write_metrics(final)
             self.save(epoch, final)
+            self.monitor.epoch(row)
             if self.progress and self.info.is_main:
                 _print_epoch(row, t.epochs)
             if stop_after_epoch is not None and epoch >= stop_after_epoch:
                 break
+        if final is not None:
+            self.monitor.end(final)
+        self.monitor.close()
         D.barrier(self.info)
         return self._result(final, resumed)
 
@@ -486,6 +505,7 @@ def _check_resumable(saved: Config, cfg: Config, path: Path) -> None:
         for key in ("device", "out_dir", "profile", "study"):
             d.pop(key, None)
         d["train"].pop("epochs")
+        d["train"].pop("tensorboard", None)
         for key in ("num_workers", "cache_dir"):
             d["data"].pop(key)
         for key in ("root", "video_dir"):  # the same folder, however it was spelled
