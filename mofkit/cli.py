@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import ast
 import sys
+from pathlib import Path
 from typing import Any
 
 
@@ -27,12 +28,13 @@ def _parse_value(text: str) -> Any:
         return text
 
 
-def parse_overrides(items: list[str] | None) -> dict[str, Any]:
+def parse_overrides(items: list[str] | None, flag: str = "--set") -> dict[str, Any]:
     """``["train.epochs=5", "mof.enabled=true"]`` -> ``{"train.epochs": 5, "mof.enabled": True}``."""
     out: dict[str, Any] = {}
+    example = "train.epochs=5" if flag == "--set" else "VIDEO_FOLDER=~/videos"
     for item in items or []:
         if "=" not in item:
-            raise SystemExit(f"--set expects key=value (e.g. train.epochs=5), got {item!r}")
+            raise SystemExit(f"{flag} expects NAME=VALUE (e.g. {example}), got {item!r}")
         key, value = item.split("=", 1)
         out[key.strip()] = _parse_value(value.strip())
     return out
@@ -41,13 +43,19 @@ def parse_overrides(items: list[str] | None) -> dict[str, Any]:
 def _cmd_run(args) -> int:
     from mofkit.runner import NotebookFailed, run_notebooks
 
+    params = parse_overrides(args.param, flag="-p")
+    if "VIDEO_FOLDER" in params and isinstance(params["VIDEO_FOLDER"], str):
+        params["VIDEO_FOLDER"] = str(Path(params["VIDEO_FOLDER"]).expanduser())
     try:
         run_notebooks(args.profile, overrides=parse_overrides(args.set), out_dir=args.out_dir,
                       device=args.device, seed=args.seed, fresh=args.fresh, only=args.only,
-                      reports_dir=args.reports_dir)
+                      reports_dir=args.reports_dir, params=params)
     except NotebookFailed as e:
         print(f"\nFAILED: {e}", file=sys.stderr)
         return 1
+    except ValueError as e:
+        print(f"mofkit run: {e}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -116,6 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--reports-dir", default=None, help="parent of report folders (default reports/)")
     r.add_argument("--device", default="auto")
     r.add_argument("--seed", type=int, default=0)
+    r.add_argument("-p", "--param", action="append", metavar="NAME=VALUE",
+                   help="a notebook parameter, passed to the notebooks that declare it, e.g. "
+                        "-p VIDEO_FOLDER=~/videos -p 'QUERY=a red star flashes'; repeatable")
     r.set_defaults(fn=_cmd_run)
 
     t = sub.add_parser("train", help="one training run (torchrun-compatible)")

@@ -3,8 +3,11 @@
 Notebooks hold no logic of their own. Their first cell holds papermill parameters (PROFILE, DEVICE,
 DATA_ROOT, OUT_DIR, SEED, OVERRIDES, ...); the second calls :func:`setup`; every later cell calls one
 function here (or in the library rooms) and shows its result. Results travel between notebooks
-through files under OUT_DIR only (never a kernel's memory); :func:`require` names the notebook to
-run when an earlier one's output is missing.
+through files under OUT_DIR only (never a kernel's memory). A notebook opened on its own (Run All in
+a fresh JupyterLab) first calls :func:`ensure`, which produces what it reads when the earlier
+notebook has not run: the corpus, the config's uniform or MOF run (trained then, with progress, in
+the same folder the earlier notebook would have used, so nothing is trained twice).
+:meth:`Session.require` names the notebook to run for any other missing result.
 
 Layout of OUT_DIR::
 
@@ -156,6 +159,42 @@ def setup(profile: str, overrides: dict[str, Any] | None = None, *, out_dir: str
     (out / "figures").mkdir(parents=True, exist_ok=True)
     cfg.out_dir = str(out)
     return Session(cfg=cfg, out=out)
+
+
+# What ensure() can produce, and the notebook that normally does.
+ENSURABLE = {"corpus": "00_data", "uniform": "01_baseline", "mof": "02_mof"}
+
+
+def ensure(s: Session, *needs: str, progress: bool = True) -> None:
+    """Produce the inputs a notebook reads if the earlier notebooks have not run yet.
+
+    Args:
+        s: the session.
+        needs: ``corpus`` (the dataset in place; the synthetic one is generated), ``uniform``
+            and/or ``mof`` (the config's own runs at its K and seed, trained if not finished).
+        progress: progress bars while generating or training.
+
+    Raises:
+        ValueError: an unknown name.
+        DataNotFound: a public dataset is not where the config says.
+    """
+    unknown = [n for n in needs if n not in ENSURABLE]
+    if unknown:
+        raise ValueError(f"ensure() knows {', '.join(ENSURABLE)}, not {', '.join(unknown)}")
+    if "corpus" in needs:
+        prepare_corpus(s, progress=progress)
+    for name in needs:
+        if name == "corpus":
+            continue
+        path = s.out / s.run_dir(name) / "metrics.json"
+        done = path.is_file() and json.loads(path.read_text()).get("final") is not None
+        if done:
+            continue
+        label = f"{name} K={s.cfg.data.num_frames} seed {s.cfg.train.seed}"
+        print(f"{s.out / s.run_dir(name)} holds no finished {label} run (notebook "
+              f"{ENSURABLE[name]} trains it): training it now; it resumes if interrupted "
+              f"and is reused by {ENSURABLE[name]}", flush=True)
+        train_section(s, name, progress=progress)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -369,14 +408,23 @@ def run_k_sweep(s: Session, progress: bool = True) -> pd.DataFrame:
 # ------------------------------------------------------------------------------------------------
 
 def load_snapshots(s: Session, name: str = "mof") -> tuple[list[str], np.ndarray, list[int]]:
-    """``(video_ids, frames uint8 (E, V, K, S, S, 3), epochs)`` saved by a MOF run."""
+    """``(video_ids, frames, epochs)`` saved by a MOF run.
+
+    ``frames`` is float32 ``(E, V, K, S, S, 3)`` on the [0, 1] image scale, not rounded or
+    clipped, so that changes below one grey level survive (the run stores the start and then
+    float16 changes from it; runs of older versions stored uint8, read here as floats too).
+    """
     folder = s.require(f"{name}/snapshots")
     files = sorted(folder.glob("epoch_*.npy"))
     if not files:
         raise MissingResult(f"no frame snapshots in {folder}: run notebook 02_mof first")
     ids = json.loads((folder / "videos.json").read_text())
     epochs = [int(f.stem.split("_")[1]) for f in files]
-    return ids, np.stack([np.load(f) for f in files]), epochs
+    arrays = [np.load(f) for f in files]
+    if arrays[0].dtype == np.uint8:  # older runs: every snapshot a uint8 image
+        return ids, np.stack(arrays).astype(np.float32) / 255, epochs
+    start = arrays[0].astype(np.float32)
+    return ids, np.stack([start] + [start + a.astype(np.float32) for a in arrays[1:]]), epochs
 
 
 def whole_video(s: Session, video_id: str, dataset, size: int, n: int = 16) -> np.ndarray:
@@ -416,11 +464,25 @@ def cost_table(s: Session, k_values=None) -> pd.DataFrame:
     return df
 
 
+def seeds_phrase(seeds) -> str:
+    """What a table's numbers are over its seeds: "one seed (0): single runs, no spread" or
+    "3 seeds (0, 1, 2): mean ± sample standard deviation"."""
+    seeds = sorted({int(x) for x in seeds})
+    if len(seeds) == 1:
+        return f"one seed ({seeds[0]}): single runs, no spread over seeds"
+    return f"{len(seeds)} seeds ({', '.join(map(str, seeds))}): mean ± sample standard deviation"
+
+
 def write_headline(s: Session, sweep: pd.DataFrame) -> Path:
-    """``OUT_DIR/headline.md``: the trade-off table (mean ± std over seeds) the report shows."""
+    """``OUT_DIR/headline.md``: the trade-off table the report shows, saying what was run."""
     from mofkit.viz.plots import headline_markdown
 
-    text = ("## Headline: uniform K vs MOF (test set, mean ± std over seeds)\n\n"
+    n_test = None
+    own = s.out / s.run_dir("uniform") / "metrics.json"
+    if own.is_file():
+        n_test = json.loads(own.read_text()).get("final", {}).get("n_videos")
+    where = f"{n_test} test videos" if n_test else "test set"
+    text = (f"## Headline: uniform K vs MOF ({where}; {seeds_phrase(sweep['seed'])})\n\n"
             + headline_markdown(sweep, by=("method", "K")) + "\n")
     path = s.out / "headline.md"
     path.write_text(text)
@@ -434,39 +496,63 @@ def write_headline(s: Session, sweep: pd.DataFrame) -> Path:
 class SearchIndex:
     """Text-to-video search with a trained run over a split or a folder of the user's videos.
 
+    Every video is decoded at the run's K uniform frames and encoded once, in batches, with the
+    run's own model (built from its saved config and checkpoint, so the temporal head and a fixed
+    temperature are the ones it was trained with). Videos that cannot be read are skipped, and why
+    is kept in :attr:`skipped` and printed.
+
     Args:
         s: the session.
-        run: the run folder name under OUT_DIR whose checkpoint to use (e.g. ``mof``).
-        folder: a folder of videos to index instead of the config's test split.
+        run: the run whose checkpoint to use: ``uniform`` or ``mof`` (the config's own runs) or a
+            folder name under OUT_DIR.
+        folder: a folder of videos (searched recursively), a single video file, or None for the
+            config's test split; ``~`` is expanded. Videos are named by their path relative to the
+            folder, extension included (``bikes.mp4`` and ``bikes.mkv`` are two videos).
+        batch_size: videos per forward pass.
+        progress: a progress bar while indexing.
+
+    Raises:
+        FileNotFoundError: the folder or file does not exist, or holds no video files.
+        ValueError: ``folder`` is a file that is not a video, or no video could be read.
     """
 
-    def __init__(self, s: Session, run: str = "mof", folder: str | Path | None = None):
+    def __init__(self, s: Session, run: str = "mof", folder: str | Path | None = None, *,
+                 batch_size: int = 32, progress: bool = True):
         import torch
+        from tqdm.auto import tqdm
 
         from mofkit.data.preprocess import Preprocessor
-        from mofkit.data.datasets import VIDEO_EXTENSIONS
+        from mofkit.data.scan import find_videos
         from mofkit.data.video import VideoReadError, read_video
-        from mofkit.eval.encode import encode_texts
-        from mofkit.models import create_retrieval_model
+        from mofkit.device import get_device
+        from mofkit.eval.encode import encode_texts, encode_videos
+        from mofkit.models import create_from_config
 
         ckpt = s.require(f"{run}/checkpoint.pt")
         saved = Config.from_dict(json.loads((ckpt.parent / "config.json").read_text()))
-        m = saved.model
-        self.bundle = create_retrieval_model(m.arch, str(ckpt), temporal_head=m.temporal_head,
-                                             temporal_layers=m.temporal_layers,
-                                             max_frames=m.max_frames, context_length=m.context_length)
+        saved.model.pretrained = str(ckpt)
+        self.device = get_device(s.cfg.device)
+        self.bundle = create_from_config(saved.model, self.device)
         self.k = saved.data.num_frames
         self.pre = Preprocessor(self.bundle.image_size, self.bundle.mean, self.bundle.std)
         if folder is None:
             _, test = load_splits(s)
             items = [(r.video_id, r.path, r.captions[0]) for r in test.records]
+            where = f"the {test.name} test split"
         else:
-            paths = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS)
-            items = [(p.stem, p, p.name) for p in paths]
-        self.ids, self.labels, self.frames, embs, self.skipped = [], [], [], [], {}
+            items = [(vid, path, "") for vid, path in find_videos(folder)]
+            where = str(Path(folder).expanduser())
+        self.ids: list[str] = []
+        self.labels: list[str] = []
+        self.frames: list[torch.Tensor] = []
+        self.skipped: dict[str, str] = {}  # video id -> why it could not be read
         model = self.bundle.model.eval()
-        with torch.no_grad():
-            for vid, path, label in items:
+        embs = []
+        bar = tqdm(total=len(items), desc=f"indexing {where}", unit="video", disable=not progress,
+                   dynamic_ncols=True)
+        for start in range(0, len(items), batch_size):
+            batch = []
+            for vid, path, label in items[start:start + batch_size]:
                 try:
                     frames, _ = read_video(path, self.k, "uniform", size=saved.data.decode_size,
                                            backend=saved.data.backend)
@@ -476,14 +562,33 @@ class SearchIndex:
                 self.ids.append(vid)
                 self.labels.append(label)
                 self.frames.append(frames)
-                embs.append(model.encode_video(self.pre.eval(frames[None]))[0])
+                batch.append(self.pre.eval(frames))  # (K, 3, S, S): videos may differ in size
+            if batch:
+                x = torch.stack(batch)  # (B, K, 3, S, S)
+                embs.append(encode_videos(model, lambda rows: x[rows], len(batch),
+                                          preprocess=lambda f: f, device=self.device,
+                                          batch_size=batch_size))
+            bar.update(len(items[start:start + batch_size]))
+        bar.close()
+        if self.skipped and progress:
+            print(self.skipped_report())
         if not embs:
-            raise ValueError(f"no readable videos to search in {folder or s.cfg.data.root}")
-        self.video_emb = torch.stack(embs)  # (V, D)
-        self._encode_texts = lambda q: encode_texts(model, self.bundle.tokenizer(q), device=torch.device("cpu"))
+            raise ValueError(f"none of the {len(items)} videos in {where} could be read: "
+                             f"{self.skipped_report(limit=5)}")
+        self.video_emb = torch.cat(embs)  # (V, D)
+        self._encode_texts = lambda q: encode_texts(model, self.bundle.tokenizer(q), device=self.device)
+
+    def skipped_report(self, limit: int = 20) -> str:
+        """The skipped videos and why, one per line (at most ``limit``)."""
+        lines = [f"{len(self.skipped)} video{'s' if len(self.skipped) != 1 else ''} skipped:"]
+        lines += [f"  {vid}: {reason}" for vid, reason in list(self.skipped.items())[:limit]]
+        if len(self.skipped) > limit:
+            lines.append(f"  ... and {len(self.skipped) - limit} more")
+        return "\n".join(lines)
 
     def search(self, query: str, k: int = 5) -> list[tuple]:
         """Top-k ``(frames (K, H, W, 3), label, score)`` for a text query."""
         scores = (self._encode_texts([query]) @ self.video_emb.T)[0]
         top = scores.argsort(descending=True)[:k]
-        return [(self.frames[i], f"{self.ids[i]}: {self.labels[i]}", float(scores[i])) for i in top]
+        return [(self.frames[i], f"{self.ids[i]}: {self.labels[i]}" if self.labels[i] else self.ids[i],
+                 float(scores[i])) for i in top]

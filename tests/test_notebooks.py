@@ -1,6 +1,10 @@
 """The notebooks: committed clean, no logic of their own, and all of them run headless on smoke."""
 import json
 import math
+import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
@@ -72,3 +76,81 @@ def test_missing_earlier_results_name_the_notebook(tmp_path):
         nb.load_snapshots(s)
     with pytest.raises(nb.MissingResult, match="01_baseline"):
         s.require("uniform/metrics.json")
+
+
+@pytest.fixture(scope="module")
+def corpus_overrides(tmp_path_factory):
+    """A smoke corpus and frame cache shared by the runs below (each has its own OUT_DIR)."""
+    root = tmp_path_factory.mktemp("nb-corpus")
+    return {"data.root": str(root / "corpus"), "data.cache_dir": str(root / "cache")}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("prefix,produced", [
+    ("02", ["sweep/num_frames-4_enabled-False/seed0/metrics.json", "figures/02_mof_curves.png"]),
+    ("04", ["sweep/num_frames-4_enabled-True/seed0/snapshots/epoch_000.npy",
+            "figures/04_frames_over_epochs.png"]),
+])
+def test_a_notebook_runs_alone_on_an_empty_results_folder(tmp_path, corpus_overrides, prefix, produced):
+    """Run All of one notebook with nothing upstream: what it reads is produced on demand."""
+    out = tmp_path / "runs"
+    report = run_notebooks("smoke", out_dir=out, reports_dir=tmp_path / "reports", progress=False,
+                           only=[prefix], overrides=corpus_overrides)
+    assert len(report.times) == 1
+    for rel in produced:
+        assert (out / rel).is_file(), rel
+    executed = nbformat.read(next(report.report_dir.glob(f"{prefix}_*.ipynb")), as_version=4)
+    said = "".join(o.get("text", "") for c in executed.cells if c.cell_type == "code"
+                   for o in c.get("outputs", []) if o.get("output_type") == "stream")
+    assert "training it now" in said
+
+
+@pytest.mark.slow
+def test_the_main_job_shows_training_progress_and_passes_notebook_parameters(tmp_path, corpus_overrides):
+    """`mofkit run`: progress per epoch in the terminal, no kernel noise, -p reaches 06_search."""
+    folder = tmp_path / "my videos"
+    folder.mkdir()
+    videos = sorted((Path(corpus_overrides["data.root"]) / "videos").glob("*.mp4"))
+    if not videos:  # the corpus is made by the first run that needs it
+        from mofkit.config import get_config
+        from mofkit.data.synthetic import ensure_corpus
+
+        ensure_corpus(corpus_overrides["data.root"], get_config("smoke").synthetic, progress=False)
+        videos = sorted((Path(corpus_overrides["data.root"]) / "videos").glob("*.mp4"))
+    shutil.copy(videos[0], folder / "one.mp4")
+    shutil.copy(videos[1], folder / "two.mkv")
+    cmd = [sys.executable, "-m", "mofkit", "run", "--profile", "smoke", "--only", "01", "06",
+           "--out-dir", str(tmp_path / "runs"), "--reports-dir", str(tmp_path / "reports"),
+           "-p", f"VIDEO_FOLDER={folder}", "-p", "RUN=uniform", "-p", "QUERY=a red star flashes"]
+    for key, value in corpus_overrides.items():
+        cmd += ["--set", f"{key}={value}"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    text = proc.stdout + proc.stderr
+    assert proc.returncode == 0, text
+    for noise in ("without encryption", "KeyboardInterrupt", "Traceback", "unknown parameter"):
+        assert noise not in text, (noise, text)
+    assert re.search(r"num_frames-4_enabled-False/seed0: epoch 2/2, loss \d", proc.stdout), proc.stdout
+    assert "[2/2] 06_search.ipynb" in proc.stdout
+    report = next((tmp_path / "reports" / "smoke").iterdir())
+    search = nbformat.read(report / "06_search.ipynb", as_version=4)
+    injected = next(c for c in search.cells if "injected-parameters" in c.metadata.get("tags", []))
+    assert f'VIDEO_FOLDER = "{folder}"' in injected.source and 'QUERY = "a red star flashes"' in injected.source
+    said = "".join(o.get("text", "") for c in search.cells if c.cell_type == "code"
+                   for o in c.get("outputs", []))
+    assert "2 videos indexed" in said
+    baseline = nbformat.read(report / "01_baseline.ipynb", as_version=4)
+    injected = next(c for c in baseline.cells if "injected-parameters" in c.metadata.get("tags", []))
+    assert "VIDEO_FOLDER" not in injected.source  # only the notebooks that declare it get it
+
+
+def test_a_parameter_no_notebook_declares_is_refused(tmp_path, capsys):
+    from mofkit.cli import main
+
+    code = main(["run", "--profile", "smoke", "--out-dir", str(tmp_path / "runs"),
+                 "--reports-dir", str(tmp_path / "reports"), "-p", "VIDEO_FOLDR=~/videos"])
+    err = capsys.readouterr().err
+    assert code == 2 and "no notebook takes the parameter VIDEO_FOLDR" in err
+    assert "06_search.ipynb: QUERY, RUN, VIDEO_FOLDER" in err
+    assert not (tmp_path / "reports").exists()  # refused before anything ran
+    code = main(["run", "--profile", "smoke", "--out-dir", str(tmp_path / "runs"), "-p", "SEED=3"])
+    assert code == 2 and "set by the runner's own options" in capsys.readouterr().err

@@ -56,8 +56,31 @@ def test_as_frames_accepts_torch_floats_and_a_batch_of_one():
     np.testing.assert_array_equal(out, np.round(x[0].numpy() * 255).astype(np.uint8))
     with pytest.raises(ValueError, match="uniform must be"):
         F._as_frames(np.zeros((3, 4, 5)), "uniform")
-    with pytest.raises(ValueError, match="outside \\[0, 1\\]"):
-        F._as_frames(np.full((2, 4, 4, 3), 2.0))
+    with pytest.raises(ValueError, match="not an image on the \\[0, 1\\] scale"):
+        F._as_frames(np.full((2, 4, 4, 3), 2.0))  # e.g. normalised model input
+    # a learned frame a little outside [0, 1] is clipped to draw, kept to measure
+    x = np.array([-0.1, 0.5, 1.2], np.float32).reshape(1, 1, 1, 3)
+    assert F._as_frames(x).ravel().tolist() == [0, 128, 255]
+    np.testing.assert_allclose(F._levels(x).ravel(), [-25.5, 127.5, 306.0], rtol=1e-6)
+
+
+def test_changes_below_one_grey_level_are_measured_and_scaled():
+    """Compressed frames that moved by a quarter grey level: not "mean 0.0" on a black map."""
+    u = coded_frames(4, h=6, w=6).astype(np.float32) / 255
+    c = u.copy()
+    c[:, :, 3:, :] += 0.25 / 255  # a quarter grey level on the right half: mean 0.125
+    fig = F.compressed_vs_uniform(u, c)
+    diff = np.ma.filled(image_arrays(fig)[2], np.nan)
+    np.testing.assert_allclose(diff[:, [3, 4, 5]], 0.25, rtol=1e-3)
+    assert fig.axes[-2].images[0].get_clim() == pytest.approx((0, 0.25), rel=1e-3)
+    assert "mean 0.12" in texts(fig)
+    snaps = np.stack([u, c, c + 0.5 / 255])  # (E, K, H, W, 3)
+    curve = F.frames_over_epochs(snaps).axes[-1].lines[-1].get_ydata()
+    np.testing.assert_allclose(curve, [0, 0.125, 0.625], rtol=1e-3, atol=1e-6)
+    png = W.render_explorer_view(u[0], c[0])
+    assert png[:8] == PNG_MAGIC
+    fig = W.static_explorer_figure({"v": snaps})
+    assert fig.axes[-1].get_ylim()[1] == pytest.approx(0.75, rel=1e-3)  # colorbar: the largest change
 
 
 def test_frame_strip_draws_the_frames_side_by_side():

@@ -181,18 +181,32 @@ class Trainer:
         self._snapshot(0)
 
     def _snapshot(self, epoch: int) -> None:
-        """Displayable frames of the first few training videos, for the visualisation notebook."""
+        """The first few training videos' compressed frames, for the visualisation notebook.
+
+        Frames are denormalised (``x * std + mean``: the [0, 1] image scale, not clipped) so that
+        changes far below a grey level survive: ``epoch_000.npy`` holds the start in float32, and
+        every later ``epoch_NNN.npy`` the change since then in float16 (a small change keeps its
+        digits there, where a float16 image would round it away), half the bytes of float32.
+        ``mofkit.notebook.load_snapshots`` adds them back up.
+        """
         n = min(self.cfg.mof.snapshot_videos, len(self.data.train))
         if not self.info.is_main or n == 0:
             return
         rows = np.arange(n)
-        images = self.bank.export_images(rows, self.bundle.mean, self.bundle.std)  # (n, K, S, S, 3)
+        mean = torch.as_tensor(self.bundle.mean, dtype=torch.float32).view(1, 1, 3, 1, 1)
+        std = torch.as_tensor(self.bundle.std, dtype=torch.float32).view(1, 1, 3, 1, 1)
+        x = self.bank.read(rows) * std + mean  # (n, K, 3, S, S)
+        x = torch.nan_to_num(x, nan=0.0, posinf=1.0, neginf=0.0)
+        images = x.permute(0, 1, 3, 4, 2).contiguous().numpy()  # (n, K, S, S, 3) float32
         folder = self.out_dir / "snapshots"
         folder.mkdir(parents=True, exist_ok=True)
-        np.save(folder / f"epoch_{epoch:03d}.npy", images.numpy())
         if epoch == 0:
+            np.save(folder / "epoch_000.npy", images)
             (folder / "videos.json").write_text(json.dumps(
                 [self.data.train.video_ids[int(r)] for r in rows]))
+        else:
+            start = np.load(folder / "epoch_000.npy")
+            np.save(folder / f"epoch_{epoch:03d}.npy", (images - start).astype(np.float16))
 
     # -- checkpoint ----------------------------------------------------------------------------
 
@@ -459,7 +473,6 @@ class Trainer:
                 self.frame_steps += 1  # the frame lr schedule counts epochs in interleaved mode
             if m.enabled and ("meta_loss_whole" in row):
                 self._snapshot(epoch + 1)
-                row["frames_lr"] = self._frame_lr()
             row["nonfinite_skipped"] = self._epoch_nonfinite
             row["epoch_seconds"] = time.time() - t_epoch
             self.train_seconds += row["epoch_seconds"]

@@ -1,7 +1,9 @@
 """Figures of frames: strips, sampling timelines, compressed vs uniform frames, their evolution.
 
-Frames are uint8 ``(T, H, W, 3)`` arrays or tensors, numpy or torch (floats in [0, 1] are accepted
-and converted). Figures are built on ``matplotlib.figure.Figure`` directly, not through pyplot:
+Frames are uint8 ``(T, H, W, 3)`` arrays or tensors, numpy or torch, or floats on the [0, 1] scale
+(compressed-frame snapshots are float so that changes below one grey level survive: difference maps
+and change curves are computed from the floats, in grey levels of 0..255; only the drawn images are
+rounded, and clipped to [0, 1] where a learned frame strays a little outside). Figures are built on ``matplotlib.figure.Figure`` directly, not through pyplot:
 JupyterLab displays a returned ``Figure`` once (a pyplot figure would also be shown by the inline
 backend at the end of the cell, so twice), and loops that make many figures leave nothing open in
 pyplot's global registry. Nothing here calls ``plt.show``; :func:`save_figure` writes a PNG.
@@ -82,8 +84,13 @@ def save_figure(fig: Figure, path: str | Path, dpi: int = 120) -> Path:
     return path
 
 
-def _as_frames(frames, name: str = "frames", ndim: int = 4) -> np.ndarray:
-    """uint8 numpy (..., H, W, 3) with ``ndim`` dims from numpy/torch, uint8 or floats in [0, 1]."""
+# Floats further outside [0, 1] than this are not images on the [0, 1] scale (normalised model
+# input, say), which is an error; learned frames may stray a little outside and are clipped.
+_FLOAT_SLACK = 0.5
+
+
+def _frames_array(frames, name: str, ndim: int) -> np.ndarray:
+    """numpy (..., H, W, 3) with ``ndim`` dims from numpy/torch, shape checked, dtype untouched."""
     if hasattr(frames, "detach"):
         frames = frames.detach().cpu().numpy()
     a = np.asarray(frames)
@@ -94,16 +101,32 @@ def _as_frames(frames, name: str = "frames", ndim: int = 4) -> np.ndarray:
     if a.ndim != ndim or a.shape[-1] != 3:
         layout = {4: "(T, H, W, 3)", 5: "(E, K, H, W, 3)"}.get(ndim, f"{ndim}-d (..., 3)")
         raise ValueError(f"{name} must be {layout} RGB frames, got shape {tuple(a.shape)}")
+    return a
+
+
+def _levels(frames, name: str = "frames", ndim: int = 4) -> np.ndarray:
+    """float32 grey levels (0..255 scale, not rounded or clipped) of uint8 or [0, 1]-scale frames."""
+    a = _frames_array(frames, name, ndim)
+    if a.dtype == np.uint8:
+        return a.astype(np.float32)
+    if np.issubdtype(a.dtype, np.floating):
+        if a.size and (not np.isfinite(a).all() or a.min() < -_FLOAT_SLACK or a.max() > 1 + _FLOAT_SLACK):
+            raise ValueError(f"{name} holds floats that are not an image on the [0, 1] scale (range "
+                             f"{np.nanmin(a):.2f}..{np.nanmax(a):.2f}); pass uint8 frames or "
+                             f"denormalised ones (for compressed frames: FrameBank.export_images, or "
+                             f"the snapshots a MOF run writes)")
+        return a.astype(np.float32) * 255
+    if np.issubdtype(a.dtype, np.integer) and (a.size == 0 or (a.min() >= 0 and a.max() <= 255)):
+        return a.astype(np.float32)
+    raise ValueError(f"{name} has dtype {a.dtype}; expected uint8 frames (or floats in [0, 1])")
+
+
+def _as_frames(frames, name: str = "frames", ndim: int = 4) -> np.ndarray:
+    """uint8 numpy (..., H, W, 3) with ``ndim`` dims, to draw: uint8 or [0, 1]-scale floats."""
+    a = _frames_array(frames, name, ndim)
     if a.dtype == np.uint8:
         return a
-    if np.issubdtype(a.dtype, np.floating):
-        if a.size and (not np.isfinite(a).all() or a.min() < 0 or a.max() > 1):
-            raise ValueError(f"{name} holds floats outside [0, 1]; pass uint8 frames (for compressed "
-                             "frames: FrameBank.export_images, which denormalises them)")
-        return np.round(a * 255).astype(np.uint8)
-    if np.issubdtype(a.dtype, np.integer) and (a.size == 0 or (a.min() >= 0 and a.max() <= 255)):
-        return a.astype(np.uint8)
-    raise ValueError(f"{name} has dtype {a.dtype}; expected uint8 frames (or floats in [0, 1])")
+    return np.clip(np.round(_levels(a, name, ndim)), 0, 255).astype(np.uint8)
 
 
 def _even(n: int, m: int) -> np.ndarray:
@@ -165,8 +188,20 @@ def _wrap(text: str, width_in: float, fontsize: float = FONT) -> str:
 
 
 def _diff_map(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Mean absolute RGB difference in grey levels (0..255): (..., H, W, 3) -> (..., H, W) float32."""
+    """Mean absolute RGB difference of two grey-level arrays (see :func:`_levels`; uint8 works too):
+    (..., H, W, 3) -> (..., H, W) float32."""
     return np.abs(a.astype(np.float32) - b.astype(np.float32)).mean(axis=-1)
+
+
+def _diff_scale(d: np.ndarray) -> float:
+    """Top of a difference colour scale: the largest difference (1 grey level if there is none)."""
+    top = float(np.nanmax(d)) if d.size else 0.0
+    return top if top > 0 else 1.0
+
+
+def _fmt_levels(x: float) -> str:
+    """A grey-level amount with the digits it needs: 12.3, 0.43, 0.0021."""
+    return f"{x:.1f}" if x >= 0.95 or x == 0 else f"{x:.2g}"
 
 
 def _diff_cmap():
@@ -388,14 +423,15 @@ def compressed_vs_uniform(uniform, compressed, *, whole=None, caption: str | Non
     """The whole video, the K uniform frames, the K compressed frames and their difference maps.
 
     Args:
-        uniform: uint8 (K, H, W, 3): the uniform frames the compressed frames started from.
-        compressed: uint8 (K, H, W, 3): the learned frames, as ``FrameBank.export_images`` gives
-            them (denormalised and clipped for display).
+        uniform: (K, H, W, 3): the uniform frames the compressed frames started from (uint8, or
+            floats on the [0, 1] scale such as a MOF run's first snapshot).
+        compressed: (K, H, W, 3): the learned frames, denormalised (a MOF run's snapshots, float,
+            keep changes below a grey level; ``FrameBank.export_images`` gives uint8).
         whole: optional uint8 (N, H', W', 3): frames of the whole video; at most 16, evenly
             picked, are shown.
         caption: the video's caption, shown as the title.
         diff_scale: top of the difference colour scale in grey levels (default: the largest
-            difference, at least 1); fix it to compare several figures.
+            difference, however small); fix it to compare several figures.
 
     Returns:
         The figure: one image per row (whole, uniform, compressed, difference) and a colorbar.
@@ -407,8 +443,8 @@ def compressed_vs_uniform(uniform, compressed, *, whole=None, caption: str | Non
                          "same (K, H, W, 3) shape: the compressed frames start from the uniform ones")
     k, h, w = u.shape[:3]
     wf = _as_frames(whole, "whole") if whole is not None else None
-    diff = _diff_map(c, u)  # (K, H, W)
-    vmax = float(diff_scale) if diff_scale else max(float(diff.max()), 1.0)
+    diff = _diff_map(_levels(compressed, "compressed"), _levels(uniform, "uniform"))  # (K, H, W)
+    vmax = float(diff_scale) if diff_scale else _diff_scale(diff)
 
     strip_w = _strip_width(k, w)
     strip_h = CELL * h / w
@@ -423,7 +459,7 @@ def compressed_vs_uniform(uniform, compressed, *, whole=None, caption: str | Non
     rows.append((f"K = {k} uniform frames (where the compressed frames start)", u, strip_h, None, CELL))
     rows.append((f"K = {k} compressed frames", c, strip_h, None, CELL))
     rows.append(("|compressed \u2212 uniform|, mean over RGB", diff, strip_h,
-                 [f"mean {d:.1f}" for d in diff.mean(axis=(1, 2))], CELL))
+                 [f"mean {_fmt_levels(d)}" for d in diff.mean(axis=(1, 2))], CELL))
     widths = [_strip_width(len(img), img.shape[2], cell) for _, img, _, _, cell in rows]
     fig_w = max(max(widths) + 0.25 + 0.9, 4.5)  # room for the colorbar
     title = _wrap(caption, fig_w - 0.3, FONT + 1) if caption else None
@@ -458,8 +494,9 @@ def frames_over_epochs(snapshots, *, epochs: Sequence[int] | None = None, frame:
     """How a video's compressed frames change over training.
 
     Args:
-        snapshots: uint8 (E, K, H, W, 3): the frames of one video at E saved epochs, the first
-            usually the initialisation (a MOF run saves them under ``<out_dir>/snapshots``).
+        snapshots: (E, K, H, W, 3): the frames of one video at E saved epochs, the first usually
+            the initialisation (a MOF run saves them under ``<out_dir>/snapshots``, as floats on the
+            [0, 1] scale so that the change curve sees changes below a grey level; uint8 works too).
         epochs: the epoch of each snapshot (default ``0..E-1``).
         frame: show only this one of the K frames; all K rows when None.
         max_epochs: grid columns; snapshots are picked evenly (first and last kept) when there
@@ -470,6 +507,7 @@ def frames_over_epochs(snapshots, *, epochs: Sequence[int] | None = None, frame:
         change from the first snapshot per epoch (one thin line per frame, the mean in black).
     """
     s = _as_frames(snapshots, "snapshots", ndim=5)
+    levels = _levels(snapshots, "snapshots", ndim=5)
     e, k, h, w = s.shape[:4]
     epochs = list(epochs) if epochs is not None else list(range(e))
     if len(epochs) != e:
@@ -495,7 +533,7 @@ def frames_over_epochs(snapshots, *, epochs: Sequence[int] | None = None, frame:
             ax.tick_params(length=0, pad=2)
         top += strip_h + 0.06
     ax = _add_axes(fig, 0.75, top + 0.35, fig_w - 0.95, plot_h)
-    change = _diff_map(s[:, frames], s[:1, frames]).mean(axis=(2, 3))  # (E, F)
+    change = _diff_map(levels[:, frames], levels[:1, frames]).mean(axis=(2, 3))  # (E, F)
     if len(frames) > 1:
         for j, f in enumerate(frames):
             ax.plot(epochs, change[:, j], lw=0.9, alpha=0.6, color=f"C{j % 10}",

@@ -80,7 +80,8 @@ def training_curves(history, *, title: str | None = None) -> Figure:
 
     Panels: losses (``train_loss``, ``meta_loss_compressed`` as "L1 (compressed frames)",
     ``meta_loss_whole`` as "L2 (whole video, after virtual step)"), recalls (``t2v_R1/R5/R10``)
-    and, when a run logged it, ``frames_mean_abs_change``. With one run every series has its own
+    and, when a run logged it, ``frames_mean_abs_change`` (the mean absolute change of the stored
+    frames in each frame update, in the model's normalised input units). With one run every series has its own
     colour; with several, colour is the run and line style the series.
 
     Args:
@@ -128,7 +129,7 @@ def training_curves(history, *, title: str | None = None) -> Figure:
     ax_rec.set_ylabel("text-to-video recall (%)", fontsize=FONT)
     if has_change:
         axes[2].set_title("compressed frames", fontsize=FONT + 1)
-        axes[2].set_ylabel("mean |change| since init (grey levels)", fontsize=FONT)
+        axes[2].set_ylabel("mean |change| per frame update\n(model-input units)", fontsize=FONT)
     for ax in axes:
         ax.set_xlabel("epoch", fontsize=FONT)
         ax.tick_params(labelsize=FONT - 1)

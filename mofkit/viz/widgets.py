@@ -1,7 +1,9 @@
 """Browse compressed frames: an ipywidgets explorer, and its static twin for headless runs.
 
-Both take the snapshots a MOF run writes (``<out_dir>/snapshots/epoch_NNN.npy``): per video,
-uint8 ``(E, K, H, W, 3)`` frames at E saved epochs. The explorer renders each view to PNG bytes
+Both take the snapshots a MOF run writes (read with ``mofkit.notebook.load_snapshots``): per video,
+``(E, K, H, W, 3)`` frames at E saved epochs, floats on the [0, 1] scale (uint8 works too).
+Differences are computed from the floats, so changes below one grey level show, and every colour
+scale runs from 0 to the largest difference shown. The explorer renders each view to PNG bytes
 in an ``ipywidgets.Image`` (not a live matplotlib canvas), so it needs no interactive matplotlib
 backend and its output can be checked in tests.
 """
@@ -15,7 +17,8 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from mofkit.viz.frames import (CELL, FONT, _add_axes, _as_frames, _centres, _diff_cmap, _diff_map,
-                               _even, _interp, _mosaic, _strip_width, _wrap, save_figure)
+                               _diff_scale, _even, _fmt_levels, _interp, _levels, _mosaic,
+                               _strip_width, _wrap, save_figure)
 
 __all__ = ["frame_explorer", "static_explorer_figure", "render_explorer_view", "save_figure"]
 
@@ -30,13 +33,13 @@ def _prepare(snapshots_by_video: Mapping[str, object], uniform: Mapping[str, obj
                          "<out_dir>/snapshots")
     snaps, starts, labels = {}, {}, {}
     for vid, s in snapshots_by_video.items():
-        s = _as_frames(s, f"snapshots of {vid}", ndim=5)  # (E, K, H, W, 3)
+        s = _levels(s, f"snapshots of {vid}", ndim=5) / 255  # (E, K, H, W, 3), [0, 1] scale
         e = s.shape[0]
         if epochs is not None and len(epochs) != e:
             raise ValueError(f"epochs has {len(epochs)} labels, the snapshots of {vid} have {e}")
         lab = list(epochs) if epochs is not None else list(range(e))
         if uniform is not None and vid in uniform:
-            u = _as_frames(uniform[vid], f"uniform frames of {vid}")
+            u = _levels(uniform[vid], f"uniform frames of {vid}") / 255
             if u.shape != s.shape[1:]:
                 raise ValueError(f"uniform frames of {vid} are {tuple(u.shape)}, its snapshots hold "
                                  f"{tuple(s.shape[1:])} frames")
@@ -53,9 +56,11 @@ def render_explorer_view(start, current, *, vmax: float | None = None, title: st
     """One explorer view as PNG bytes: the starting frame, the current frame, their difference.
 
     Args:
-        start: uint8 (H, W, 3), the uniform frame the compressed frame started from.
-        current: uint8 (H, W, 3), the compressed frame at some epoch.
-        vmax: top of the difference colour scale in grey levels (default: this difference's max).
+        start: (H, W, 3), the uniform frame the compressed frame started from (uint8, or
+            floats on the [0, 1] scale).
+        current: (H, W, 3), the compressed frame at some epoch (likewise).
+        vmax: top of the difference colour scale in grey levels (default: this difference's
+            max, however small).
         title: line above the panels.
         start_label: title of the first panel.
         current_label: title of the second panel.
@@ -66,8 +71,8 @@ def render_explorer_view(start, current, *, vmax: float | None = None, title: st
     """
     a = _as_frames(start, "start")[0]
     b = _as_frames(current, "current")[0]
-    d = _diff_map(b, a)
-    vmax = float(vmax) if vmax else max(float(d.max()), 1.0)
+    d = _diff_map(_levels(current, "current")[0], _levels(start, "start")[0])
+    vmax = float(vmax) if vmax else _diff_scale(d)
     panel_h = _PANEL * a.shape[0] / a.shape[1]
     fig = Figure(figsize=(3 * _PANEL + 2 * 0.15 + 0.75, panel_h + 0.75))
     for i, (img, name) in enumerate(((a, start_label), (b, current_label), (d, "|difference|"))):
@@ -77,7 +82,7 @@ def render_explorer_view(start, current, *, vmax: float | None = None, title: st
         if img.ndim == 2:
             im = ax.imshow(img, cmap=_diff_cmap(), vmin=0, vmax=vmax,
                            interpolation=_interp(img.shape[1], _PANEL, dpi))
-            ax.set_xlabel(f"mean {img.mean():.1f} grey levels", fontsize=FONT)
+            ax.set_xlabel(f"mean {_fmt_levels(float(img.mean()))} grey levels", fontsize=FONT)
         else:
             ax.imshow(img, interpolation=_interp(img.shape[1], _PANEL, dpi))
         ax.set_title(name, fontsize=FONT + 1)
@@ -102,8 +107,9 @@ def frame_explorer(snapshots_by_video: Mapping[str, object], *,
     difference over all its epochs), so sliding through epochs shows the change growing.
 
     Args:
-        snapshots_by_video: video id -> uint8 (E, K, H, W, 3) frames at the saved epochs.
-        uniform: video id -> uint8 (K, H, W, 3) uniform frames the compressed ones started from;
+        snapshots_by_video: video id -> (E, K, H, W, 3) frames at the saved epochs (floats on
+            the [0, 1] scale, or uint8).
+        uniform: video id -> (K, H, W, 3) uniform frames the compressed ones started from;
             default (and for videos missing from it) the first snapshot, the initialisation.
         captions: video id -> caption, shown under the controls.
         epochs: the epoch of each snapshot (default ``0..E-1``).
@@ -118,7 +124,7 @@ def frame_explorer(snapshots_by_video: Mapping[str, object], *,
 
     snaps, starts, labels = _prepare(snapshots_by_video, uniform, epochs)
     # one colour scale per video, over all its epochs, so sliding through epochs is comparable
-    scale = {vid: max(float(_diff_map(s, starts[vid][0][None]).max()), 1.0) for vid, s in snaps.items()}
+    scale = {vid: _diff_scale(_diff_map(255 * s, 255 * starts[vid][0][None])) for vid, s in snaps.items()}
     ids = list(snaps)
     e0, k0 = snaps[ids[0]].shape[:2]
     video = widgets.Dropdown(options=ids, value=ids[0], description="video",
@@ -169,8 +175,8 @@ def static_explorer_figure(snapshots_by_video: Mapping[str, object], *,
     start, on one colour scale for the whole figure.
 
     Args:
-        snapshots_by_video: video id -> uint8 (E, K, H, W, 3).
-        uniform: video id -> uint8 (K, H, W, 3) starting frames; default the first snapshot.
+        snapshots_by_video: video id -> (E, K, H, W, 3), floats on the [0, 1] scale or uint8.
+        uniform: video id -> (K, H, W, 3) starting frames; default the first snapshot.
         captions: video id -> caption, printed under the row.
         epochs: the epoch of each snapshot (default ``0..E-1``).
         frame: which of the K frames.
@@ -196,8 +202,9 @@ def static_explorer_figure(snapshots_by_video: Mapping[str, object], *,
         titles = (["uniform" if own else f"ep {labels[vid][0]}"]
                   + [f"ep {labels[vid][p]}" for p in pick])
         last = s[pick[-1] if len(pick) else 0, frame]
-        rows.append((vid, imgs, titles, _diff_map(last, start[frame]), (captions or {}).get(vid)))
-    vmax = max(max(float(r[3].max()) for r in rows), 1.0)
+        rows.append((vid, _as_frames(imgs), titles, _diff_map(255 * last, 255 * start[frame]),
+                     (captions or {}).get(vid)))
+    vmax = _diff_scale(np.concatenate([r[3].ravel() for r in rows]))
     widths = [_strip_width(len(r[1]), r[1].shape[2]) for r in rows]
     left = 0.95
     fig_w = left + max(widths) + 0.2 + CELL + 0.85
