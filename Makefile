@@ -1,7 +1,7 @@
 # mofkit: the commands a user runs. Each creates the virtual environment (.venv) on first use.
 #   make run    the main job: every notebook, in order, headless (PROFILE=cpu by default)
 #   make test   the test suite (what CI runs)
-#   make lab    JupyterLab on the same environment
+#   make lab    JupyterLab on the same environment (ARGS go to jupyter lab, e.g. ARGS='--port 8890')
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -25,8 +25,11 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest $(ARGS)
 
+# As root (the usual user in containers) Jupyter refuses to start without --allow-root.
+ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
+
 lab: $(STAMP)
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/jupyter lab notebooks/ $(ROOT_FLAG) $(ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_data.py $(ARGS)

@@ -28,6 +28,7 @@ import shutil
 import sys
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -115,6 +116,18 @@ def _kernel_manager_class():
         @default("transport")
         def _transport_default(self):
             return "ipc" if os.name == "posix" else "tcp"
+
+        @default("ip")
+        def _ip_default(self):
+            if self.transport != "ipc":
+                return super()._ip_default()
+            # An absolute socket path: jupyter_client's default is relative to each process's
+            # working folder, which the kernel and its client need not share.
+            from jupyter_core.paths import jupyter_runtime_dir
+
+            folder = Path(jupyter_runtime_dir())
+            folder.mkdir(parents=True, exist_ok=True)
+            return str(folder / f"mofkit-kernel-{uuid.uuid4().hex[:12]}-ipc")
 
         async def _async_interrupt_kernel(self) -> None:
             if self.shutting_down:
