@@ -56,8 +56,8 @@ def frame_pixels(i: int, size: tuple[int, int], pattern: str = "index", seed: in
 
 def write_video(path: str | Path, n_frames: int, size: tuple[int, int] = (48, 64), fps: int = 8,
                 pattern: str = "index", *, gop: int | None = None, faststart: bool = False,
-                crf: int = 0, seed: int = 0) -> Path:
-    """Write an H.264 (yuv420p) mp4 with PyAV.
+                crf: int = 0, seed: int = 0, codec: str = "libx264", rotation: int = 0) -> Path:
+    """Write a (yuv420p) video with PyAV; the container follows the extension (mp4, mkv, avi, webm).
 
     Args:
         path: target file (parent folders are created).
@@ -67,8 +67,13 @@ def write_video(path: str | Path, n_frames: int, size: tuple[int, int] = (48, 64
         pattern: see :func:`frame_pixels`.
         gop: keyframe interval (None: the encoder's default, one keyframe for short clips).
         faststart: put the index (moov atom) before the data, so a truncated copy still opens.
-        crf: x264 quality (0 = lossless in YUV; the RGB round trip still moves levels by about 1).
+        crf: quality (x264: 0 = lossless in YUV, the RGB round trip still moves levels by about 1;
+            VP9: 0 = lossless, else its crf; ignored by mpeg4, which keeps its default rate).
         seed: seed of the ``noise`` pattern.
+        codec: ``libx264``, ``mpeg4``, ``libvpx-vp9`` or ``libvpx`` (VP8).
+        rotation: clockwise degrees (0, 90, 180, 270) a player should turn the video by, written
+            as a phone does it: a display matrix in the mp4's ``tkhd`` box
+            (:func:`set_display_rotation`).
 
     Returns:
         ``path`` as a Path.
@@ -79,10 +84,17 @@ def write_video(path: str | Path, n_frames: int, size: tuple[int, int] = (48, 64
     path.parent.mkdir(parents=True, exist_ok=True)
     h, w = size
     container = av.open(str(path), "w", options={"movflags": "+faststart"} if faststart else {})
-    stream = container.add_stream("libx264", rate=fps)
+    stream = container.add_stream(codec, rate=fps)
     stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-    # veryfast keeps B-frames, so decoders have to reorder: frame-exactness is really tested.
-    options = {"preset": "veryfast", "crf": str(crf)}
+    if codec == "libx264":
+        # veryfast keeps B-frames, so decoders have to reorder: frame-exactness is really tested.
+        options = {"preset": "veryfast", "crf": str(crf)}
+    elif codec in ("libvpx-vp9", "libvpx"):
+        options = {"deadline": "realtime", "cpu-used": "8", "b": "0", "crf": str(max(crf, 4))}
+        if codec == "libvpx-vp9" and crf == 0:
+            options["lossless"] = "1"
+    else:
+        options = {}
     if gop:
         options["g"] = str(gop)
     stream.options = options
@@ -93,7 +105,92 @@ def write_video(path: str | Path, n_frames: int, size: tuple[int, int] = (48, 64
     for packet in stream.encode():
         container.mux(packet)
     container.close()
+    if rotation:
+        set_display_rotation(path, rotation)
     return path
+
+
+def write_audio(path: str | Path, seconds: float = 1.0, codec: str = "aac", rate: int = 8000) -> Path:
+    """Write a file with one audio stream (a quiet tone) and no video stream."""
+    import av
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    container = av.open(str(path), "w")
+    stream = container.add_stream(codec, rate=rate)
+    n = 1024
+    for k in range(int(seconds * rate) // n):
+        t = (np.arange(n) + k * n) / rate
+        frame = av.AudioFrame.from_ndarray((0.1 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None],
+                                           format="fltp", layout="mono")
+        frame.sample_rate = rate
+        for packet in stream.encode(frame):
+            container.mux(packet)
+    for packet in stream.encode():
+        container.mux(packet)
+    container.close()
+    return path
+
+
+def display_matrix(degrees: int, width: int, height: int) -> list[int]:
+    """The mp4 display matrix a phone writes to have a ``width`` x ``height`` picture turned clockwise.
+
+    ISO/IEC 14496-12 ``tkhd``: nine big-endian int32 ``a b u c d v x y w``; ``a b c d x y`` are
+    16.16 fixed point, ``u v w`` 2.30. A stored pixel at (px, py) is shown at
+    ``(a px + c py + x, b px + d py + y)``; phones add the translation that keeps the picture in
+    the positive quadrant (e.g. ``x = height`` for 90 degrees).
+    """
+    one, w_ = 1 << 16, 1 << 30
+    a, b, c, d, x, y = {0: (1, 0, 0, 1, 0, 0), 90: (0, 1, -1, 0, height, 0),
+                        180: (-1, 0, 0, -1, width, height), 270: (0, -1, 1, 0, 0, width)}[degrees % 360]
+    return [a * one, b * one, 0, c * one, d * one, 0, x * one, y * one, w_]
+
+
+def set_display_rotation(path: str | Path, degrees: int) -> Path:
+    """Patch the display matrix of an mp4's (only) track in place: the bytes a phone writes."""
+    import struct
+
+    path = Path(path)
+    data = bytearray(path.read_bytes())
+    at = data.find(b"tkhd")
+    assert at > 0 and data.find(b"tkhd", at + 4) < 0, f"{path} should hold exactly one track"
+    version = data[at + 4]
+    matrix_at = at + 8 + (20 if version == 0 else 32) + 16  # times, ids; reserved, layer, volume
+    width, height = (v >> 16 for v in struct.unpack(">II", data[matrix_at + 36:matrix_at + 44]))
+    data[matrix_at:matrix_at + 36] = struct.pack(">9i", *display_matrix(degrees, width, height))
+    path.write_bytes(bytes(data))
+    return path
+
+
+def read_display_matrix(path: str | Path) -> list[int]:
+    """The nine int32 of the (only) track's ``tkhd`` display matrix."""
+    import struct
+
+    data = Path(path).read_bytes()
+    at = data.find(b"tkhd")
+    matrix_at = at + 8 + (20 if data[at + 4] == 0 else 32) + 16
+    return list(struct.unpack(">9i", data[matrix_at:matrix_at + 36]))
+
+
+def player_view(img, matrix: Sequence[int]) -> np.ndarray:
+    """What a player shows for stored pixels ``img`` (H, W, C) under an mp4 display matrix.
+
+    Each pixel centre is mapped by the matrix (see :func:`display_matrix`) and lands in the output
+    pixel it falls in: the reference for rotation, computed without any decoder.
+    """
+    img = np.asarray(img)
+    h, w = img.shape[:2]
+    a, b, _, c, d, _, x, y, _ = matrix
+    a, b, c, d, x, y = (v / 65536 for v in (a, b, c, d, x, y))
+    py, px = np.mgrid[0:h, 0:w] + 0.5
+    dx, dy = a * px + c * py + x, b * px + d * py + y
+    out_w, out_h = int(round(abs(a * w + c * h))), int(round(abs(b * w + d * h)))
+    out = np.zeros((out_h, out_w) + img.shape[2:], img.dtype)
+    seen = np.zeros((out_h, out_w), bool)
+    out[np.floor(dy).astype(int), np.floor(dx).astype(int)] = img
+    seen[np.floor(dy).astype(int), np.floor(dx).astype(int)] = True
+    assert seen.all(), "the matrix does not map the picture onto its display area"
+    return out
 
 
 def decoded_index(frame) -> int:
@@ -122,6 +219,7 @@ def truncate(src: str | Path, dst: str | Path, fraction: float = 0.5) -> Path:
     """Copy the first ``fraction`` of the bytes of ``src`` to ``dst`` (a download cut short)."""
     data = Path(src).read_bytes()
     dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
     dst.write_bytes(data[: int(len(data) * fraction)])
     return dst
 
@@ -234,12 +332,12 @@ def videos(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def bad_videos(tmp_path_factory) -> dict[str, Path]:
-    """Inputs every reader must reject with ``VideoReadError``.
+    """Inputs every reader must reject with ``VideoReadError``, and one it reads only in part.
 
     ``empty`` (0 bytes), ``garbage`` (random bytes named .mp4), ``truncated`` (first half of an mp4
-    whose index is at the end: does not open), ``truncated_faststart`` (first half of an mp4 whose
-    index is at the start: PyAV opens it and reports all frames, the later ones do not decode),
-    ``missing`` (no such file), ``directory`` (a folder named .mp4).
+    whose index is at the end: does not open), ``missing`` (no such file), ``directory`` (a folder
+    named .mp4). ``truncated_faststart`` (first half of an mp4 whose index is at the start) is
+    readable up to the cut: a few of its 40 frames, reported as truncated.
     """
     d = tmp_path_factory.mktemp("bad")
     (d / "empty.mp4").write_bytes(b"")
@@ -255,6 +353,79 @@ def bad_videos(tmp_path_factory) -> dict[str, Path]:
         "missing": d / "missing.mp4",
         "directory": d / "dir.mp4",
     }
+
+
+# name -> (file under the folder, what it is); built by ``real_videos``
+REAL_VIDEOS = {
+    "h264": ("h264/landscape.mp4", "H.264 mp4, 24 frames, 48x64 (H x W)"),
+    "h264_wide": ("h264/wide.mp4", "H.264 mp4, 8 frames, 72x128, lossy (crf 23)"),
+    "h264_portrait": ("h264/portrait.mp4", "H.264 mp4, 12 frames, 64x36: taller than wide"),
+    "mkv": ("clip.mkv", "H.264 in Matroska, 16 frames, lossy"),
+    "avi": ("clip_mpeg4.avi", "MPEG-4 part 2 in AVI, 16 frames, the encoder's default rate"),
+    "webm": ("clip_vp9.webm", "VP9 in WebM, 16 frames, lossy (crf 30)"),
+    "one_frame": ("one_frame.mp4", "H.264 mp4 with a single frame"),
+    "rot0": ("phone/rot0.mp4", "H.264 mp4, 6 frames, 48x64, gradient, no display matrix"),
+    "rot90": ("phone/rot90.mp4", "rot0's bytes with a display matrix: turn 90 degrees clockwise"),
+    "rot180": ("phone/rot180.mp4", "... turn 180 degrees"),
+    "rot270": ("phone/rot270.mp4", "... turn 270 degrees clockwise"),
+    "audio_only": ("audio_only.mp4", "AAC audio in mp4, no video stream"),
+    "cut_index_end": ("cut/index_at_end.mp4", "the first 30% of a 40-frame mp4 whose index is at the end"),
+    "cut_faststart": ("cut/faststart.mp4", "the first 30% of a 40-frame mp4 whose index is at the start"),
+    "cut_mkv": ("cut/clip.mkv", "the first 30% of a 40-frame Matroska file"),
+    "no_index": ("no_index.mp4", "an mp4 whose recording stopped before its index (moov) was written"),
+    "empty": ("empty.mp4", "0 bytes"),
+    "random": ("random.mp4", "4 KiB of random bytes"),
+    "bikes_mp4": ("bikes.mp4", "two videos with one stem: ids keep the extension"),
+    "bikes_mkv": ("bikes.mkv", "..."),
+}
+REAL_OTHER_FILES = ("notes.txt", ".hidden.mp4", ".cache/thumb.mp4", "folder.mp4/inside.txt")  # not videos
+
+
+@pytest.fixture(scope="session")
+def real_videos(tmp_path_factory) -> dict[str, Path]:
+    """A folder of videos of the kinds found in the wild (see :data:`REAL_VIDEOS`), made here.
+
+    Every file is a few KiB: the kinds matter, not the sizes. The folder also holds files that are
+    not videos (:data:`REAL_OTHER_FILES`: a text file, hidden files, a folder named .mp4). Returns
+    name -> path; :func:`real_video_dir` is the folder.
+    """
+    d = tmp_path_factory.mktemp("real")
+    p = {k: d / rel for k, (rel, _) in REAL_VIDEOS.items()}
+    write_video(p["h264"], 24)
+    write_video(p["h264_wide"], 8, size=(72, 128), pattern="gradient", crf=23)
+    write_video(p["h264_portrait"], 12, size=(64, 36))
+    write_video(p["mkv"], 16, pattern="gradient", crf=18)
+    write_video(p["avi"], 16, codec="mpeg4")
+    write_video(p["webm"], 16, pattern="gradient", codec="libvpx-vp9", crf=30)
+    write_video(p["one_frame"], 1)
+    write_video(p["rot0"], 6, pattern="gradient")
+    for deg in (90, 180, 270):
+        p[f"rot{deg}"].write_bytes(p["rot0"].read_bytes())
+        set_display_rotation(p[f"rot{deg}"], deg)
+    write_audio(p["audio_only"])
+    p["random"].parent.mkdir(parents=True, exist_ok=True)
+    tmp = tmp_path_factory.mktemp("real_src")
+    # gradient at crf 4: frames big enough that 30% of the bytes hold several, with B-frames
+    truncate(write_video(tmp / "end.mp4", 40, pattern="gradient", crf=4), p["cut_index_end"], 0.3)
+    truncate(write_video(tmp / "fs.mp4", 40, pattern="gradient", crf=4, faststart=True),
+             p["cut_faststart"], 0.3)
+    truncate(write_video(tmp / "full.mkv", 40, pattern="gradient", crf=4), p["cut_mkv"], 0.3)
+    data = (tmp / "end.mp4").read_bytes()
+    p["no_index"].write_bytes(data[:data.rindex(b"moov") - 4])  # every box whole, the moov never came
+    p["empty"].write_bytes(b"")
+    p["random"].write_bytes(np.random.default_rng(1).integers(0, 256, 4096, np.uint8).tobytes())
+    p["bikes_mp4"].write_bytes(p["h264"].read_bytes())
+    p["bikes_mkv"].write_bytes(p["mkv"].read_bytes())
+    for rel in REAL_OTHER_FILES:
+        (d / rel).parent.mkdir(parents=True, exist_ok=True)
+        (d / rel).write_bytes(np.random.default_rng(2).integers(0, 256, 512, np.uint8).tobytes())
+    return p
+
+
+@pytest.fixture(scope="session")
+def real_video_dir(real_videos) -> Path:
+    """The folder :func:`real_videos` wrote."""
+    return real_videos["empty"].parent
 
 
 @pytest.fixture

@@ -1,8 +1,9 @@
 """A dataset's videos, checked: one row per video saying whether it decodes, and what it holds.
 
 Readable means the decoder opens the file, reports at least one frame, and decodes the first and
-the last frame. Decoding the last frame catches files cut short (an interrupted download whose index
-still promises every frame), which a probe alone lets through.
+the last reported frame. A file cut short whose index survived is readable up to the cut (see
+``mofkit.data.video``): its row says ``truncated`` and, in ``note``, how many of the frames its
+header promised are present. Unreadable rows carry the decoder's one-sentence reason in ``error``.
 """
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import pandas as pd
 
 from mofkit.data.video import VideoReadError, probe_video, read_frames
 
-COLUMNS = ["video_id", "path", "readable", "num_frames", "fps", "duration", "width", "height", "error"]
+COLUMNS = ["video_id", "path", "readable", "num_frames", "fps", "duration", "width", "height",
+           "truncated", "header_frames", "error", "note"]
 _MAX_LISTED = 20  # ids named in the exclusion warning
 
 
@@ -29,16 +31,35 @@ def check_video(video_id: str, path, backend: str = "decord") -> dict:
         failed, and are None when the probe failed.
     """
     row = {"video_id": video_id, "path": str(path), "readable": False, "num_frames": None,
-           "fps": None, "duration": None, "width": None, "height": None, "error": None}
+           "fps": None, "duration": None, "width": None, "height": None, "truncated": None,
+           "header_frames": None, "error": None, "note": None}
     try:
         info = probe_video(path, backend)
         row.update(num_frames=info.num_frames, fps=info.fps, duration=info.duration,
-                   width=info.width, height=info.height)
+                   width=info.width, height=info.height, truncated=info.truncated,
+                   header_frames=info.header_frames)
+        if info.truncated:
+            row["note"] = (f"truncated: {info.num_frames} of {info.header_frames} frames present"
+                           if info.header_frames else
+                           f"truncated: {info.num_frames} frames present, the rest is cut off")
         read_frames(path, [0, info.num_frames - 1], backend=backend)
         row["readable"] = True
     except VideoReadError as e:
         row["error"] = e.reason
     return row
+
+
+def _table(rows: list[dict]) -> pd.DataFrame:
+    df = pd.DataFrame(rows, columns=COLUMNS)
+    df["readable"] = df["readable"].astype(bool)
+    for col in ("num_frames", "width", "height", "header_frames"):
+        df[col] = df[col].astype("Int64")  # nullable: None where the probe failed
+    for col in ("fps", "duration"):
+        df[col] = df[col].astype("float64")
+    df["truncated"] = df["truncated"].astype("boolean")
+    for col in ("error", "note"):
+        df[col] = df[col].astype(object).where(df[col].notna(), None)
+    return df
 
 
 def scan_dataset(dataset, backend: str = "decord", progress: bool = True) -> pd.DataFrame:
@@ -50,23 +71,17 @@ def scan_dataset(dataset, backend: str = "decord", progress: bool = True) -> pd.
         progress: show a tqdm bar.
 
     Returns:
-        DataFrame with one row per video, in dataset order, and the columns
-        ``video_id, path, readable, num_frames, fps, duration, width, height, error``
-        (``error`` is None for readable videos).
+        DataFrame with one row per video, in dataset order, and the columns :data:`COLUMNS`:
+        ``video_id, path, readable, num_frames, fps, duration, width, height`` (displayed
+        size), ``truncated, header_frames``, ``error`` (the reason, None for readable videos) and
+        ``note`` (what a truncated file still holds).
     """
     from tqdm.auto import tqdm
 
     rows = [check_video(r.video_id, r.path, backend)
             for r in tqdm(list(dataset), desc=f"scanning {dataset.name}/{dataset.split}", unit="video",
                           disable=not progress, dynamic_ncols=True)]
-    df = pd.DataFrame(rows, columns=COLUMNS)
-    df["readable"] = df["readable"].astype(bool)
-    for col in ("num_frames", "width", "height"):
-        df[col] = df[col].astype("Int64")  # nullable: None where the probe failed
-    for col in ("fps", "duration"):
-        df[col] = df[col].astype("float64")
-    df["error"] = df["error"].astype(object).where(df["error"].notna(), None)
-    return df
+    return _table(rows)
 
 
 def unreadable(df: pd.DataFrame) -> dict[str, str]:

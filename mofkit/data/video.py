@@ -7,18 +7,44 @@ model input ``(..., 3, S, S)``.
 decord (the reference's decoder) is the default; PyAV is the fallback for platforms where decord has
 no wheel. Both decode only what is asked: decord seeks with ``get_batch``, PyAV decodes forward and
 stops after the last wanted frame. At native resolution the two agree pixel for pixel; resizing on
-read uses each library's own scaler (PyAV: bilinear), so there the two differ by one or two grey
-levels on average on smooth content and by more at sharp edges.
+read uses each library's own scaler (bilinear in both), so there the two differ by about one grey
+level on average on smooth content and by more at sharp edges.
 
-Every failure (missing, empty, garbage, truncated file) raises :class:`VideoReadError`, which names
-the file and the reason.
+Real-world files, and what both backends do with them:
+
+* **Rotation.** Phones store a portrait video as landscape pixels plus a display matrix (the
+  ``tkhd`` matrix of an mp4) that tells players to turn it. Frames come back as players show
+  them: turned by the matrix's rotation (90, 180 or 270 degrees clockwise; other angles and
+  mirroring are not applied), and :func:`probe_video` reports the displayed width and height.
+  Resizing on read applies to the displayed frame (decord turns, then scales; PyAV does the same
+  with FFmpeg's ``transpose`` filter, so the two still agree exactly at native size).
+* **Files cut short** (an interrupted download or copy). When the container's index survives
+  (an mp4 written with ``faststart``, a Matroska/WebM file, which needs none), the file is
+  readable up to the cut: :func:`probe_video` reports only the frames whose data lies wholly
+  inside the file (``num_frames``), what the header promised (``header_frames``) and
+  ``truncated=True``, and every reported frame decodes. decord cannot open such an mp4 (it reads
+  every packet when it opens, and stops at the cut one), so truncated files are always probed and
+  decoded through PyAV, whichever backend is asked for. When the cut takes the index with it (an
+  mp4 whose ``moov`` atom sits at the end), no frame can be located and the file is unreadable.
+* **Failures.** Every failure raises :class:`VideoReadError` with one plain sentence as its
+  ``reason`` (``file not found``, ``file is empty (0 bytes)``, ``no video stream (audio only)``,
+  ``not a video file (unrecognised format)``, ``file is truncated ...``, ``frame index 40 out of
+  range: the video has 40 frames``, ...), the same from both backends: when decord fails, the file
+  is examined with PyAV to say why. Decoders write to the process's stderr directly (decord's
+  C++ log lines, FFmpeg's messages); while they run, file descriptor 2 points at a temporary file,
+  so nothing reaches the terminal.
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import re
+import sys
+import tempfile
+import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -39,14 +65,16 @@ class VideoReadError(RuntimeError):
 
 @dataclass(frozen=True)
 class VideoInfo:
-    """What a video holds, as the decoder sees it."""
+    """What a video holds, as the decoder sees it and players show it."""
 
     path: str  # the file
-    num_frames: int  # decodable frames
+    num_frames: int  # decodable frames (for a truncated file: those wholly inside it)
     fps: float  # average frame rate
     duration: float  # seconds (num_frames / fps)
-    width: int  # pixels
-    height: int  # pixels
+    width: int  # displayed pixels (after the display matrix's rotation)
+    height: int  # displayed pixels
+    truncated: bool = False  # the file ends before the data its container describes
+    header_frames: int | None = None  # frames the container's header states; None if it states none
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -76,10 +104,14 @@ def _check_backend(backend: str) -> None:
 def _check_file(path: Path) -> None:
     if not path.exists():
         raise VideoReadError(path, "file not found")
+    if path.is_dir():
+        raise VideoReadError(path, "it is a directory, not a file")
     if not path.is_file():
         raise VideoReadError(path, "not a regular file")
     if path.stat().st_size == 0:
         raise VideoReadError(path, "file is empty (0 bytes)")
+    if not os.access(path, os.R_OK):
+        raise VideoReadError(path, "permission denied")
 
 
 def output_size(width: int, height: int, size: int | tuple[int, int] | None) -> tuple[int, int]:
@@ -97,46 +129,549 @@ def output_size(width: int, height: int, size: int | tuple[int, int] | None) -> 
 
 
 # ------------------------------------------------------------------------------------------------
+# Keeping decoders off the terminal
+# ------------------------------------------------------------------------------------------------
+
+_quiet_lock = threading.Lock()
+_quiet_state: dict = {"depth": 0}  # shared by nested and concurrent users: one redirection at a time
+
+
+@contextlib.contextmanager
+def silenced_stderr() -> Iterator:
+    """Point file descriptor 2 at a temporary file while the block runs; always restore it.
+
+    decord's C++ logger and FFmpeg write to fd 2 directly, past ``sys.stderr``. Nested and
+    concurrent blocks share one redirection (the last to leave restores fd 2); whatever other
+    threads write to fd 2 meanwhile is held back too.
+
+    Yields:
+        A function returning what was written to fd 2 since the block began (text; empty where
+        fd 2 cannot be redirected).
+    """
+    with _quiet_lock:
+        st = _quiet_state
+        if st["depth"] == 0:
+            try:
+                sys.stderr.flush()  # what Python printed before belongs on the terminal
+            except Exception:
+                pass
+            try:
+                tmp = tempfile.TemporaryFile()
+                saved = os.dup(2)
+                os.dup2(tmp.fileno(), 2)
+                st.update(tmp=tmp, saved=saved)
+            except OSError:  # no fd 2 (a windowless process): nothing to silence
+                st.update(tmp=None, saved=None)
+        st["depth"] += 1
+        tmp = st["tmp"]
+        start = os.fstat(tmp.fileno()).st_size if tmp is not None else 0
+
+    def captured() -> str:
+        if tmp is None or not hasattr(os, "pread"):
+            return ""
+        try:
+            n = os.fstat(tmp.fileno()).st_size - start
+            return os.pread(tmp.fileno(), max(0, min(n, 1 << 16)), start).decode("utf-8", "replace")
+        except (OSError, ValueError):
+            return ""
+
+    try:
+        yield captured
+    finally:
+        with _quiet_lock:
+            st["depth"] -= 1
+            if st["depth"] == 0 and st["tmp"] is not None:
+                os.dup2(st["saved"], 2)
+                os.close(st["saved"])
+                st["tmp"].close()
+                st.update(tmp=None, saved=None)
+
+
+_NOISE = [
+    re.compile(r"\[\d{1,2}:\d{2}:\d{2}\]\s*"),  # decord's timestamps
+    re.compile(r"(?:[\w.+-]*/)+[\w.+-]+\.(?:cc|cpp|cxx|h|hpp|c):\d+:\s*"),  # C++ source locations
+    re.compile(r"Check failed:.*?\(.*? vs\. .*?\)\s*"),  # glog/dmlc assertion text
+    re.compile(r"\[Errno -?\d+\]\s*"),  # raw error codes
+    re.compile(r"\bERROR\b:?\s*"),
+    re.compile(r"\b0x[0-9a-fA-F]+\b"),
+]
+
+
+def _clean(text: str, path: Path | None = None) -> str:
+    """A decoder's message as one short plain line: no timestamps, source paths, codes or file path."""
+    for line in str(text).strip().splitlines():
+        if "Stack trace" in line or line.strip().startswith(("File ", "frame #")):
+            continue
+        if path is not None:
+            line = line.replace(f"'{path}'", "").replace(str(path), "")
+        for pat in _NOISE:
+            line = pat.sub("", line)
+        line = re.sub(r"\s+", " ", line).strip(" :,.'\"")
+        if line:
+            return line[:160]
+    return "no further detail"
+
+
+# ------------------------------------------------------------------------------------------------
+# Container structure: what the file claims, what it holds (read with PyAV, for both backends)
+# ------------------------------------------------------------------------------------------------
+
+def _container_kind(path: Path) -> str | None:
+    """The container family by its first bytes (``mp4``, ``matroska``, ``avi``, ...), or None."""
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if head[4:8] in (b"ftyp", b"moov", b"mdat", b"free", b"skip", b"wide", b"pnot", b"uuid"):
+        return "mp4"
+    if head[:4] == b"\x1a\x45\xdf\xa3":
+        return "matroska"
+    if head[:4] == b"RIFF" and head[8:12] in (b"AVI ", b"AVIX"):
+        return "avi"
+    if head[:3] == b"FLV":
+        return "flv"
+    if head[:4] == b"OggS":
+        return "ogg"
+    if head[:4] in (b"\x00\x00\x01\xba", b"\x00\x00\x01\xb3"):
+        return "mpeg"
+    if head[:4] == b"\x30\x26\xb2\x75":
+        return "asf"
+    return None
+
+
+def _ebml_vint(data: bytes, at: int, keep_marker: bool) -> tuple[int | None, int]:
+    """One EBML variable-length integer at ``at``: (value or None for 'unknown', its length)."""
+    first = data[at]
+    length = 1
+    while length <= 8 and not first & (0x80 >> (length - 1)):
+        length += 1
+    if length > 8 or at + length > len(data):
+        raise ValueError("bad EBML integer")
+    raw = data[at:at + length]
+    value = int.from_bytes(raw, "big")
+    if not keep_marker:
+        value &= (1 << (7 * length)) - 1
+        if value == (1 << (7 * length)) - 1:
+            return None, length  # all ones: size unknown (live streams)
+    return value, length
+
+
+def _mp4_boxes(path: Path) -> tuple[list[bytes], int | None]:
+    """The top-level box types of an mp4/mov file, and where their sizes say the file ends."""
+    size = path.stat().st_size
+    types, pos = [], 0
+    with open(path, "rb") as f:
+        for _ in range(1 << 20):  # fragmented files have many boxes; a corrupt one loops no longer
+            if pos + 8 > size:
+                return types, pos
+            f.seek(pos)
+            hdr = f.read(16)
+            n = int.from_bytes(hdr[:4], "big")
+            types.append(hdr[4:8])
+            if n == 1 and len(hdr) == 16:
+                n = int.from_bytes(hdr[8:16], "big")
+            elif n == 0:
+                return types, size  # the last box runs to the end of the file
+            if n < 8:
+                return types, None
+            pos += n
+    return types, None
+
+
+def _declared_end(path: Path, kind: str | None) -> int | None:
+    """Where the container's top-level structure says the file ends, in bytes; None if it does not say.
+
+    mp4/mov: the sum of the top-level box sizes. Matroska/WebM: the end of the Segment element.
+    AVI: the end of the last RIFF chunk. A value beyond the file's size means the file is cut short.
+    """
+    size = path.stat().st_size
+    try:
+        if kind == "mp4":
+            return _mp4_boxes(path)[1]
+        with open(path, "rb") as f:
+            if kind == "matroska":
+                data = f.read(64)
+                idlen = _ebml_vint(data, 0, True)[1]
+                hsize, slen = _ebml_vint(data, idlen, False)
+                at = idlen + slen + (hsize or 0)
+                if len(data) < at + 12:
+                    f.seek(at)
+                    data, at = f.read(12), 0
+                if data[at:at + 4] != b"\x18\x53\x80\x67":  # Segment
+                    return None
+                seg, slen = _ebml_vint(data, at + 4, False)
+                if seg is None:
+                    return None
+                return f.tell() - len(data) + at + 4 + slen + seg
+            if kind == "avi":
+                pos = 0
+                while pos + 8 <= size:
+                    f.seek(pos)
+                    hdr = f.read(8)
+                    if hdr[:4] != b"RIFF":
+                        return pos
+                    n = int.from_bytes(hdr[4:8], "little")
+                    pos += 8 + n + (n & 1)
+                return pos
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+@dataclass(frozen=True)
+class _Layout:
+    header_frames: int | None  # the header's frame count
+    complete: int | None  # frames wholly inside the file, as a prefix in display order; None: uncounted
+    truncated: bool
+
+
+def _count_complete(path: Path, truncated: bool) -> int:
+    """Frames whose packets lie wholly inside the file, counted by demuxing (no decoding).
+
+    In a truncated file only a prefix in display order is safe: a frame shown after a missing one
+    would be decoded under the wrong index. Missing frames come after every present packet in
+    decode order, so a present frame shown no later than the last present decode timestamp is
+    safe; after that, the prefix goes on while the display timestamps keep their usual spacing (a
+    missing frame leaves a gap of about two frame intervals).
+    """
+    import av
+
+    size = path.stat().st_size
+    stamps, durations, last_dts = [], [], None
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        try:
+            for packet in container.demux(stream):
+                if not packet.size:
+                    continue
+                if _packet_is_cut(packet, size):
+                    truncated = True
+                    break
+                t = packet.pts if packet.pts is not None else packet.dts
+                if t is None:
+                    continue
+                stamps.append(t)
+                if packet.duration:
+                    durations.append(packet.duration)
+                if packet.dts is not None:
+                    last_dts = packet.dts if last_dts is None else max(last_dts, packet.dts)
+        except av.error.FFmpegError:
+            truncated = True  # the demuxer gave up part way: keep what came before
+        rate = stream.average_rate or stream.guessed_rate
+        tick = float(1 / (rate * stream.time_base)) if rate and stream.time_base else None
+    if not truncated or len(stamps) < 2:
+        return len(stamps)
+    stamps.sort()
+    k = max(1, sum(t <= last_dts for t in stamps)) if last_dts is not None else 1
+    step = float(np.median(durations)) if durations else tick or float(np.median(np.diff(stamps)))
+    while k < len(stamps) and stamps[k] - stamps[k - 1] <= 1.5 * step:
+        k += 1
+    return k
+
+
+def _packet_is_cut(packet, size: int) -> bool:
+    pos = packet.pos
+    return bool(packet.is_corrupt) or (pos is not None and pos >= 0 and pos + packet.size > size)
+
+
+def _layout(path: Path, stream, count: bool) -> _Layout:
+    """What the container promises and what the file holds, from the header and the index alone.
+
+    Args:
+        path: the file.
+        stream: its video stream, from an open PyAV container.
+        count: also count the frames of files that have no full index (demuxing the file) when
+            the count is not otherwise known.
+    """
+    size = path.stat().st_size
+    header = int(stream.frames or 0) or None
+    declared = _declared_end(path, _container_kind(path))
+    cut = declared is not None and declared > size
+    entries = getattr(stream, "index_entries", None)  # where PyAV offers the index
+    if header and entries is not None and len(entries) >= header:  # one entry per frame: mp4, avi
+        if not cut and all(e.pos + e.size <= size for e in entries):
+            return _Layout(header, header, False)
+        return _Layout(header, _count_complete(path, truncated=True), True)
+    if cut:
+        return _Layout(header, _count_complete(path, truncated=True), True)
+    if header:
+        return _Layout(header, header, False)
+    return _Layout(None, _count_complete(path, truncated=False) if count else None, False)
+
+
+def _open_failure(path: Path, error: Exception) -> str:
+    """Why PyAV could not open a file, as one sentence."""
+    if isinstance(error, PermissionError):
+        return "permission denied"
+    kind = _container_kind(path)
+    if kind is None:
+        return "not a video file (unrecognised format)"
+    declared = _declared_end(path, kind)
+    cut = declared is not None and declared > path.stat().st_size
+    if kind == "mp4" and b"moov" not in _mp4_boxes(path)[0]:
+        if cut:
+            return "file is truncated: it ends before its index (the moov atom), so no frame can be located"
+        return "file has no index (moov atom): the recording or copy was never finished"
+    if cut:
+        return "file is truncated: it ends before the data its header describes"
+    return f"file is corrupt: its {kind} structure cannot be read ({_clean(error, path)})"
+
+
+# ------------------------------------------------------------------------------------------------
+# PyAV
+# ------------------------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def _pyav_container(path: Path):
+    """Open with PyAV and yield ``(container, video stream)``; failures become VideoReadError."""
+    import av
+
+    try:
+        container = av.open(str(path), metadata_errors="ignore")
+    except Exception as e:
+        raise VideoReadError(path, _open_failure(path, e)) from None
+    try:
+        if not container.streams.video:
+            raise VideoReadError(path, "no video stream (audio only)" if container.streams.audio
+                                 else "no video stream")
+        yield container, container.streams.video[0]
+    finally:
+        container.close()
+
+
+def _pyav_decode(path: Path, container, stream) -> Iterator:
+    """Decoded ``av.VideoFrame`` objects in display order, stopping cleanly where the file is cut."""
+    import av
+
+    size = path.stat().st_size
+    stream.thread_type = "AUTO"
+    cc = stream.codec_context
+    i = 0
+    try:
+        for packet in container.demux(stream):
+            if packet.size and _packet_is_cut(packet, size):
+                break  # a partial packet at the cut: decode what came before, then drain
+            for frame in packet.decode():  # the last, empty packet drains the decoder
+                yield frame
+                i += 1
+            if not packet.size:
+                return
+        for frame in cc.decode(None):
+            yield frame
+            i += 1
+    except av.error.EOFError:
+        return
+    except av.error.FFmpegError as e:
+        raise VideoReadError(path, f"file is corrupt: decoding fails after frame {i} "
+                                   f"({_clean(e, path)})") from None
+
+
+def _display_rotation(frame, stream) -> int:
+    """Clockwise degrees (0, 90, 180, 270) a player turns this frame by, from the display matrix."""
+    ccw = getattr(frame, "rotation", None)  # PyAV >= 13: from the frame's display matrix
+    if ccw is None:  # older FFmpeg exported the clockwise angle as a 'rotate' tag
+        try:
+            ccw = -float(stream.metadata.get("rotate", 0) or 0)
+        except ValueError:
+            ccw = 0
+    cw = int(round(-float(ccw))) % 360
+    return cw if cw in (90, 180, 270) else 0
+
+
+class _Turn:
+    """Turns frames clockwise in their own pixel format (FFmpeg filters, lossless), as decord does."""
+
+    _FILTERS = {90: [("transpose", "clock")], 270: [("transpose", "cclock")],
+                180: [("hflip", None), ("vflip", None)]}
+
+    def __init__(self, degrees: int, frame, stream):
+        import av.filter
+
+        self.graph = av.filter.Graph()
+        nodes = [self.graph.add_buffer(width=frame.width, height=frame.height, format=frame.format,
+                                       time_base=stream.time_base)]
+        nodes += [self.graph.add(name, arg) for name, arg in self._FILTERS[degrees]]
+        nodes.append(self.graph.add("buffersink"))
+        self.graph.link_nodes(*nodes)
+        self.graph.configure()
+
+    def __call__(self, frame):
+        self.graph.push(frame)
+        return self.graph.pull()
+
+
+def _pyav_displayed(path: Path, container, stream, stop: int | None) -> Iterator:
+    """Frames as players show them (turned by the display matrix), up to ``stop`` frames."""
+    turn, degrees = None, None
+    for i, frame in enumerate(_pyav_decode(path, container, stream)):
+        if stop is not None and i >= stop:
+            return
+        if degrees is None:
+            degrees = _display_rotation(frame, stream)
+            turn = _Turn(degrees, frame, stream) if degrees else None
+        yield turn(frame) if turn is not None else frame
+
+
+def _pyav_probe(path: Path) -> VideoInfo:
+    with _pyav_container(path) as (container, stream):
+        fps = float(stream.average_rate or stream.guessed_rate or 0.0)
+        try:
+            layout = _layout(path, stream, count=True)
+        except VideoReadError:
+            raise
+        except Exception as e:
+            raise VideoReadError(path, f"file is corrupt: its stream cannot be read ({_clean(e, path)})") from None
+        if layout.complete == 0:
+            if layout.truncated:
+                of = f" of its {layout.header_frames}" if layout.header_frames else ""
+                raise VideoReadError(path, f"file is truncated: none{of} frames is complete")
+            raise VideoReadError(path, "no decodable frames")
+        with contextlib.closing(_pyav_displayed(path, container, stream, stop=1)) as frames:
+            first = next(frames, None)
+        if first is None:
+            raise VideoReadError(path, "file is corrupt: no frame decodes")
+        width, height = first.width, first.height
+    n = int(layout.complete)
+    return VideoInfo(str(path), n, fps, n / fps if fps > 0 else 0.0, int(width), int(height),
+                     truncated=layout.truncated, header_frames=layout.header_frames)
+
+
+def _pyav_read(path: Path, indices: np.ndarray, size) -> np.ndarray:
+    wanted = sorted(set(int(i) for i in indices))
+    if not wanted:  # nothing to decode; still (0, H, W, 3) like decord, and still a checked file
+        info = _pyav_probe(path)
+        w, h = output_size(info.width, info.height, size)
+        return np.zeros((0, h, w, 3), np.uint8)
+    with _pyav_container(path) as (container, stream):
+        layout = _layout(path, stream, count=False)
+        known = layout.complete
+        if known is None and layout.truncated:
+            known = _count_complete(path, truncated=True)
+        if wanted[0] < 0 or (known is not None and wanted[-1] >= known):
+            bad = wanted[0] if wanted[0] < 0 else wanted[-1]
+            raise VideoReadError(path, _out_of_range(bad, known, layout))
+        from av.video.reformatter import VideoReformatter
+
+        rgb = VideoReformatter()  # one scaler for all frames (a frame's own is built per frame)
+        got: dict[int, np.ndarray] = {}
+        wset = set(wanted)
+        n_seen = 0
+        for i, frame in enumerate(_pyav_displayed(path, container, stream, stop=wanted[-1] + 1)):
+            n_seen = i + 1
+            if i in wset:
+                w, h = output_size(frame.width, frame.height, size)
+                if (w, h) != (frame.width, frame.height):
+                    frame = rgb.reformat(frame, width=w, height=h, format="rgb24", interpolation="BILINEAR")
+                else:
+                    frame = rgb.reformat(frame, format="rgb24")
+                got[i] = frame.to_ndarray()
+    if n_seen == 0:
+        raise VideoReadError(path, "file is corrupt: no frame decodes")
+    missing = [i for i in wanted if i not in got]
+    if missing:
+        raise VideoReadError(path, _out_of_range(missing[0], n_seen, layout))
+    return np.stack([got[int(i)] for i in indices])
+
+
+def _out_of_range(index: int, n: int | None, layout: _Layout | None = None) -> str:
+    text = f"frame index {index} out of range: the video has {n} frames"
+    if layout is not None and layout.truncated:
+        text += f" (the file is truncated; its header states {layout.header_frames})" \
+            if layout.header_frames else " (the file is truncated)"
+    return text
+
+
+def _pyav_layout_or_none(path: Path) -> _Layout | None:
+    """The structure check for the decord backend; None where PyAV is missing or cannot open the file."""
+    try:
+        import av
+    except ImportError:
+        return None
+    try:
+        with av.open(str(path), metadata_errors="ignore") as container:
+            if not container.streams.video:
+                return None
+            return _layout(path, container.streams.video[0], count=False)
+    except Exception:
+        return None
+
+
+def _diagnose(path: Path, decord_text: str) -> str:
+    """Why decord failed, in the words PyAV's examination of the file gives (the same as backend='pyav')."""
+    try:
+        _pyav_probe(path)
+    except VideoReadError as e:
+        return e.reason
+    except ImportError:
+        pass
+    return f"decord cannot decode it ({_clean(decord_text, path)})"
+
+
+# ------------------------------------------------------------------------------------------------
 # decord
 # ------------------------------------------------------------------------------------------------
 
 def _decord_reader(path: Path, width: int = -1, height: int = -1):
     import decord
 
-    decord.logging.set_level(decord.logging.QUIET)  # failures surface as VideoReadError instead
+    decord.logging.set_level(decord.logging.QUIET)
     try:
         return decord.VideoReader(str(path), width=width, height=height, num_threads=1)
     except Exception as e:  # decord raises DECORDError (a RuntimeError) with a C++ trace
-        raise VideoReadError(path, f"decord could not open it ({_first_line(e)})") from None
+        raise VideoReadError(path, _diagnose(path, str(e))) from None
 
 
 def _decord_probe(path: Path) -> VideoInfo:
+    layout = _pyav_layout_or_none(path)
+    if layout is not None and layout.truncated:
+        return _pyav_probe(path)
     vr = _decord_reader(path)
-    n = len(vr)
-    if n == 0:
-        raise VideoReadError(path, "no decodable frames")
-    fps = float(vr.get_avg_fps() or 0.0)
-    h, w = vr[0].shape[:2] if n else (0, 0)
-    return VideoInfo(str(path), n, fps, n / fps if fps > 0 else 0.0, int(w), int(h))
+    try:
+        n = len(vr)
+        if n == 0:
+            raise VideoReadError(path, "no decodable frames")
+        fps = float(vr.get_avg_fps() or 0.0)
+        try:
+            h, w = vr[0].shape[:2]  # already turned by the display matrix
+        except Exception as e:
+            raise VideoReadError(path, _diagnose(path, str(e))) from None
+    finally:
+        del vr  # decord's threads go before stderr comes back
+    return VideoInfo(str(path), n, fps, n / fps if fps > 0 else 0.0, int(w), int(h),
+                     truncated=False, header_frames=layout.header_frames if layout else None)
 
 
 def _decord_read(path: Path, indices: np.ndarray, size) -> np.ndarray:
+    layout = _pyav_layout_or_none(path)
+    if layout is not None and layout.truncated:
+        return _pyav_read(path, indices, size)  # decord cannot open a file cut short
     vr = _decord_reader(path)
-    n = len(vr)
-    if n == 0:
-        raise VideoReadError(path, "no decodable frames")
-    _check_indices(path, indices, n)
-    if size is not None:
-        h0, w0 = vr[0].shape[:2]
-        w, h = output_size(w0, h0, size)
-        if (w, h) != (w0, h0):
-            vr = _decord_reader(path, width=w, height=h)
     try:
-        return vr.get_batch(list(map(int, indices))).asnumpy()
-    except Exception as e:
-        if "DECORDArrayCopyFromTo" not in str(e):
-            raise VideoReadError(path, f"decord failed while decoding frames ({_first_line(e)})") from None
-    return _decord_read_padded(path, vr, indices)
+        n = len(vr)
+        if n == 0:
+            raise VideoReadError(path, "no decodable frames")
+        _check_indices(path, indices, n)
+        if size is not None:
+            h0, w0 = vr[0].shape[:2]
+            w, h = output_size(w0, h0, size)
+            if (w, h) != (w0, h0):
+                vr = _decord_reader(path, width=w, height=h)
+        try:
+            return vr.get_batch(list(map(int, indices))).asnumpy()
+        except Exception as e:
+            if "DECORDArrayCopyFromTo" not in str(e):
+                raise VideoReadError(path, _diagnose_read(path, indices, str(e))) from None
+        return _decord_read_padded(path, vr, indices)
+    finally:
+        del vr
+
+
+def _diagnose_read(path: Path, indices: np.ndarray, decord_text: str) -> str:
+    try:
+        _pyav_read(path, indices, None)
+    except VideoReadError as e:
+        return e.reason
+    except ImportError:
+        pass
+    return f"decord cannot decode frames {sorted(set(map(int, indices)))[:8]} ({_clean(decord_text, path)})"
 
 
 def _decord_read_padded(path: Path, vr, indices: np.ndarray) -> np.ndarray:
@@ -158,135 +693,53 @@ def _decord_read_padded(path: Path, vr, indices: np.ndarray) -> np.ndarray:
     except VideoReadError:
         raise
     except Exception as e:
-        raise VideoReadError(path, f"decord failed while decoding frames ({_first_line(e)})") from None
+        raise VideoReadError(path, _diagnose_read(path, indices, str(e))) from None
     return np.stack([out[int(i)] for i in indices])
-
-
-# ------------------------------------------------------------------------------------------------
-# PyAV
-# ------------------------------------------------------------------------------------------------
-
-def _pyav_open(path: Path):
-    import av
-
-    try:
-        container = av.open(str(path))
-    except Exception as e:
-        raise VideoReadError(path, f"PyAV could not open it ({_first_line(e)})") from None
-    if not container.streams.video:
-        container.close()
-        raise VideoReadError(path, "no video stream")
-    return container
-
-
-def _pyav_frames(path: Path, stop: int | None = None):
-    """Yield decoded ``av.VideoFrame`` objects in order, up to ``stop`` frames."""
-    container = _pyav_open(path)
-    try:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        for i, frame in enumerate(container.decode(stream)):
-            if stop is not None and i >= stop:
-                break
-            yield frame
-    except VideoReadError:
-        raise
-    except Exception as e:
-        raise VideoReadError(path, f"PyAV failed while decoding ({_first_line(e)})") from None
-    finally:
-        container.close()
-
-
-def _pyav_probe(path: Path) -> VideoInfo:
-    container = _pyav_open(path)
-    try:
-        stream = container.streams.video[0]
-        fps = float(stream.average_rate or stream.guessed_rate or 0.0)
-        width, height = stream.codec_context.width, stream.codec_context.height
-        # The header's count when the container has one; else count packets (demuxing, no decoding).
-        n = int(stream.frames or 0)
-        if n == 0:
-            n = sum(1 for packet in container.demux(stream) if packet.size)
-    except VideoReadError:
-        raise
-    except Exception as e:
-        raise VideoReadError(path, f"PyAV could not read its stream ({_first_line(e)})") from None
-    finally:
-        container.close()
-    if n == 0:
-        raise VideoReadError(path, "no decodable frames")
-    return VideoInfo(str(path), n, fps, n / fps if fps > 0 else 0.0, int(width), int(height))
-
-
-def _pyav_read(path: Path, indices: np.ndarray, size) -> np.ndarray:
-    wanted = sorted(set(int(i) for i in indices))
-    if not wanted:  # nothing to decode; still (0, H, W, 3) like decord, and still a checked file
-        info = _pyav_probe(path)
-        w, h = output_size(info.width, info.height, size)
-        return np.zeros((0, h, w, 3), np.uint8)
-    if wanted[0] < 0:
-        raise VideoReadError(path, f"negative frame index {wanted[0]}")
-    last = wanted[-1]
-    got: dict[int, np.ndarray] = {}
-    wset = set(wanted)
-    n_seen = 0
-    for i, frame in enumerate(_pyav_frames(path, stop=last + 1)):
-        n_seen = i + 1
-        if i in wset:
-            w, h = output_size(frame.width, frame.height, size)
-            if (w, h) != (frame.width, frame.height):
-                frame = frame.reformat(width=w, height=h, format="rgb24", interpolation="BILINEAR")
-            got[i] = frame.to_ndarray(format="rgb24")
-    if n_seen == 0:
-        raise VideoReadError(path, "no decodable frames")
-    missing = [i for i in wanted if i not in got]
-    if missing:
-        raise VideoReadError(path, f"frame index {missing[0]} out of range: the video has {n_seen} frames")
-    return np.stack([got[int(i)] for i in indices])
 
 
 # ------------------------------------------------------------------------------------------------
 # Public interface
 # ------------------------------------------------------------------------------------------------
 
-def _first_line(e: Exception) -> str:
-    text = str(e).strip().splitlines()
-    return text[0][:200] if text else type(e).__name__
-
-
 def _check_indices(path: Path, indices: np.ndarray, n: int) -> None:
-    if len(indices) and (indices.min() < 0 or indices.max() >= n):
-        raise VideoReadError(path, f"frame indices must lie in [0, {n}); got {indices.min()}..{indices.max()}")
+    if len(indices):
+        bad = int(indices.min()) if indices.min() < 0 else int(indices.max())
+        if bad < 0 or bad >= n:
+            raise VideoReadError(path, _out_of_range(bad, n))
 
 
 def probe_video(path: str | os.PathLike, backend: str = "decord") -> VideoInfo:
-    """Open a video and report frame count, fps, duration and resolution.
+    """Open a video and report frame count, fps, duration and displayed resolution.
 
     Args:
-        path: the video file.
+        path: the video file (``~`` is expanded).
         backend: ``decord`` or ``pyav``.
 
     Returns:
-        :class:`VideoInfo`.
+        :class:`VideoInfo`. For a file cut short whose index survived, ``num_frames`` counts the
+        frames wholly inside the file, ``truncated`` is True and ``header_frames`` says how many
+        the header promised.
 
     Raises:
-        VideoReadError: the file is missing, empty or not a decodable video.
+        VideoReadError: the file is missing, empty or not a decodable video; ``reason`` says which
+            in one sentence.
     """
     _check_backend(backend)
-    path = Path(path)
+    path = Path(path).expanduser()
     _check_file(path)
-    return _decord_probe(path) if backend == "decord" else _pyav_probe(path)
+    with silenced_stderr():
+        return _decord_probe(path) if backend == "decord" else _pyav_probe(path)
 
 
 def read_frames(path: str | os.PathLike, indices: Sequence[int] | np.ndarray, *,
                 size: int | tuple[int, int] | None = None, backend: str = "decord") -> torch.Tensor:
-    """Decode the given frames, and only those.
+    """Decode the given frames, and only those, as players show them.
 
     Args:
-        path: the video file.
+        path: the video file (``~`` is expanded).
         indices: frame indices (may repeat, any order).
         size: short side in pixels to resize to on decode (aspect kept), an explicit
-            ``(height, width)``, or None for the native size.
+            ``(height, width)``, or None for the native size; applies to the displayed frame.
         backend: ``decord`` or ``pyav``.
 
     Returns:
@@ -296,10 +749,11 @@ def read_frames(path: str | os.PathLike, indices: Sequence[int] | np.ndarray, *,
         VideoReadError: unreadable file, or an index outside the video.
     """
     _check_backend(backend)
-    path = Path(path)
+    path = Path(path).expanduser()
     _check_file(path)
     idx = np.asarray(indices, dtype=np.int64).reshape(-1)
-    arr = _decord_read(path, idx, size) if backend == "decord" else _pyav_read(path, idx, size)
+    with silenced_stderr():
+        arr = _decord_read(path, idx, size) if backend == "decord" else _pyav_read(path, idx, size)
     return torch.from_numpy(np.ascontiguousarray(arr))
 
 
