@@ -1,11 +1,14 @@
-"""Scanning a dataset: the quality table, and leaving unreadable videos out with one warning."""
+"""Scanning a dataset or a plain folder: the quality table, and leaving unreadable videos out with
+one warning."""
 import warnings
 
 import pandas as pd
 import pytest
 
 from conftest import all_backends, make_dataset, need_backend
-from mofkit.data.scan import COLUMNS, check_video, exclude_unreadable, scan_dataset, unreadable
+from mofkit.data.scan import (COLUMNS, check_video, exclude_unreadable, find_videos, scan_dataset,
+                              scan_folder, unreadable)
+from mofkit.data.video import available_backends
 
 
 @pytest.fixture(params=all_backends())
@@ -74,3 +77,60 @@ def test_all_readable_returns_same_dataset(tmp_path, videos):
         warnings.simplefilter("error")
         assert exclude_unreadable(ds, df) is ds
     assert unreadable(df) == {}
+
+
+# ------------------------------------------------------------------------------------------------
+# A plain folder of videos
+# ------------------------------------------------------------------------------------------------
+
+def test_find_videos(real_videos, real_video_dir):
+    from conftest import REAL_VIDEOS
+
+    found = find_videos(real_video_dir)
+    ids = [vid for vid, _ in found]
+    assert ids == sorted(rel for rel, _ in REAL_VIDEOS.values())  # recursive, sorted, only videos
+    assert "bikes.mp4" in ids and "bikes.mkv" in ids  # one stem, two videos
+    assert "h264/landscape.mp4" in ids  # ids are relative paths with '/' and the extension
+    assert all(path == real_video_dir / vid for vid, path in found)
+    assert not any(vid.startswith(".") or "/." in vid for vid in ids)  # hidden files skipped
+    assert find_videos(real_videos["mkv"]) == [("clip.mkv", real_videos["mkv"])]  # a single file
+
+
+def test_find_videos_expands_home(real_video_dir, monkeypatch):
+    monkeypatch.setenv("HOME", str(real_video_dir.parent))
+    found = find_videos(f"~/{real_video_dir.name}/h264")
+    assert [vid for vid, _ in found] == ["landscape.mp4", "portrait.mp4", "wide.mp4"]
+    assert found[0][1] == real_video_dir / "h264" / "landscape.mp4"
+
+
+def test_find_videos_errors(tmp_path, real_video_dir, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match=f"{tmp_path}/nowhere does not exist"):
+        find_videos("~/nowhere")  # the message names the expanded path
+    with pytest.raises(ValueError, match=r"notes.txt is not a video file.*'\.txt'.*\.mp4, \.avi"):
+        find_videos(real_video_dir / "notes.txt")
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "readme.txt").write_text("no videos here")
+    with pytest.raises(FileNotFoundError, match=r"no video files in .*docs \(searched recursively for \.mp4"):
+        find_videos(tmp_path / "docs")
+
+
+def test_scan_folder(real_video_dir):
+    tables = {b: scan_folder(real_video_dir, backend=b, progress=False) for b in available_backends()}
+    if len(tables) == 2:
+        pd.testing.assert_frame_equal(tables["decord"], tables["pyav"])  # same rows, same reasons
+    df = next(iter(tables.values()))
+    assert list(df.columns) == COLUMNS
+    by_id = df.set_index("video_id")
+    unreadable_ids = {"audio_only.mp4", "cut/index_at_end.mp4", "empty.mp4", "no_index.mp4",
+                      "random.mp4"}
+    assert set(by_id.index[~by_id.readable]) == unreadable_ids
+    assert by_id.loc["audio_only.mp4"].error == "no video stream (audio only)"
+    assert by_id.loc["random.mp4"].error == "not a video file (unrecognised format)"
+    assert by_id.loc["cut/index_at_end.mp4"].error.startswith("file is truncated")
+    cut = by_id.loc["cut/faststart.mp4"]
+    assert cut.readable and cut.truncated and cut.note == f"truncated: {cut.num_frames} of 40 frames present"
+    assert by_id.loc["cut/clip.mkv"].note.startswith("truncated:")
+    portrait = by_id.loc["phone/rot90.mp4"]
+    assert (portrait.width, portrait.height) == (48, 64)  # displayed, as a player shows it
+    assert by_id.loc["bikes.mkv"].num_frames == 16 and by_id.loc["bikes.mp4"].num_frames == 24

@@ -1,21 +1,67 @@
-"""A dataset's videos, checked: one row per video saying whether it decodes, and what it holds.
+"""Videos checked: one row per video saying whether it decodes, and what it holds.
 
 Readable means the decoder opens the file, reports at least one frame, and decodes the first and
 the last reported frame. A file cut short whose index survived is readable up to the cut (see
 ``mofkit.data.video``): its row says ``truncated`` and, in ``note``, how many of the frames its
 header promised are present. Unreadable rows carry the decoder's one-sentence reason in ``error``.
+
+Two sources: a dataset (:func:`scan_dataset`) or a plain folder of video files
+(:func:`find_videos`, :func:`scan_folder`).
 """
 from __future__ import annotations
 
+import os
 import warnings
+from pathlib import Path
 
 import pandas as pd
 
+from mofkit.data.datasets import VIDEO_EXTENSIONS
 from mofkit.data.video import VideoReadError, probe_video, read_frames
 
 COLUMNS = ["video_id", "path", "readable", "num_frames", "fps", "duration", "width", "height",
            "truncated", "header_frames", "error", "note"]
 _MAX_LISTED = 20  # ids named in the exclusion warning
+
+
+def find_videos(path: str | os.PathLike) -> list[tuple[str, Path]]:
+    """The video files under a folder (recursively), or a single video file.
+
+    Files count as videos by extension (:data:`mofkit.data.datasets.VIDEO_EXTENSIONS`, any case).
+    Hidden files and folders (names starting with ``.``, such as the ``._clip.mp4`` files macOS
+    leaves on shared drives) are skipped; symbolic links to folders are not followed.
+
+    Args:
+        path: a folder or a video file; ``~`` is expanded.
+
+    Returns:
+        ``(video_id, path)`` pairs sorted by id. The id is the path relative to the folder, with
+        ``/`` separators and the extension (``bikes.mp4`` and ``bikes.mkv`` are two videos); for
+        a single file, its name.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist, or the folder holds no video files.
+        ValueError: ``path`` is a file without a video extension.
+    """
+    root = Path(path).expanduser()
+    exts = ", ".join(VIDEO_EXTENSIONS)
+    if not root.exists():
+        raise FileNotFoundError(f"{root} does not exist (no such folder or file)")
+    if not root.is_dir():
+        if root.suffix.lower() not in VIDEO_EXTENSIONS:
+            raise ValueError(f"{root} is not a video file: its extension {root.suffix or '(none)'!r} "
+                             f"is not one of {exts}")
+        return [(root.name, root)]
+    found = []
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for name in files:
+            if not name.startswith(".") and os.path.splitext(name)[1].lower() in VIDEO_EXTENSIONS:
+                file = Path(folder, name)
+                found.append((file.relative_to(root).as_posix(), file))
+    if not found:
+        raise FileNotFoundError(f"no video files in {root} (searched recursively for {exts})")
+    return sorted(found)
 
 
 def check_video(video_id: str, path, backend: str = "decord") -> dict:
@@ -81,6 +127,30 @@ def scan_dataset(dataset, backend: str = "decord", progress: bool = True) -> pd.
     rows = [check_video(r.video_id, r.path, backend)
             for r in tqdm(list(dataset), desc=f"scanning {dataset.name}/{dataset.split}", unit="video",
                           disable=not progress, dynamic_ncols=True)]
+    return _table(rows)
+
+
+def scan_folder(path: str | os.PathLike, backend: str = "decord", progress: bool = True) -> pd.DataFrame:
+    """Check every video file under a folder (or one file), as :func:`scan_dataset` does a dataset.
+
+    Args:
+        path: a folder (searched recursively) or a video file; ``~`` is expanded.
+        backend: ``decord`` or ``pyav``.
+        progress: show a tqdm bar.
+
+    Returns:
+        DataFrame with the columns :data:`COLUMNS`, one row per file of :func:`find_videos`, in
+        its order; ``video_id`` is the path relative to the folder.
+
+    Raises:
+        FileNotFoundError, ValueError: as :func:`find_videos`.
+    """
+    from tqdm.auto import tqdm
+
+    videos = find_videos(path)
+    rows = [check_video(vid, file, backend)
+            for vid, file in tqdm(videos, desc=f"scanning {Path(path).expanduser()}", unit="video",
+                                  disable=not progress, dynamic_ncols=True)]
     return _table(rows)
 
 
