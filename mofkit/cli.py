@@ -4,7 +4,7 @@ Commands:
     run        the ordered notebooks, headless, into a reports folder (the main job)
     train      one training run (baseline or MOF); works under torchrun
     generate   write the synthetic corpus
-    scan       the quality table of a dataset's videos
+    scan       the quality table of a folder's videos (PATH) or of a dataset's
 Config overrides use dotted keys: ``--set train.epochs=5 --set mof.enabled=true``.
 """
 from __future__ import annotations
@@ -93,6 +93,8 @@ def _cmd_generate(args) -> int:
 
 
 def _cmd_scan(args) -> int:
+    if args.path is not None:
+        return _scan_path(args)
     from mofkit.config import get_config
     from mofkit.data.datasets import load_dataset
     from mofkit.data.scan import scan_dataset
@@ -100,9 +102,53 @@ def _cmd_scan(args) -> int:
     cfg = get_config(args.profile, parse_overrides(args.set))
     ds = load_dataset(cfg.data.dataset, cfg.data.root, args.split, video_dir=cfg.data.video_dir,
                       missing="skip")
-    df = scan_dataset(ds, backend=cfg.data.backend)
+    df = scan_dataset(ds, backend=args.backend or cfg.data.backend)
     print(df.to_string(max_rows=args.rows))
     print(f"\n{int(df.readable.sum())}/{len(df)} readable")
+    if args.csv:
+        df.to_csv(args.csv, index=False)
+        print(f"table written to {args.csv}")
+    return 0
+
+
+def _scan_path(args) -> int:
+    """``mofkit scan PATH``: every video file under a folder (or one file), as a table and a CSV."""
+    from pathlib import Path
+
+    import pandas as pd
+
+    from mofkit.data.scan import scan_folder
+    from mofkit.data.video import available_backends
+
+    backend = args.backend or (available_backends() or ["pyav"])[0]
+    try:
+        df = scan_folder(args.path, backend=backend, progress=sys.stderr.isatty())
+    except (FileNotFoundError, NotADirectoryError, ValueError) as e:  # from find_videos: no such
+        print(f"mofkit scan: {e}", file=sys.stderr)  # folder, not a video, no videos: one line
+        return 2
+    root = Path(args.path).expanduser()
+    name = (root.stem if root.is_file() else root.resolve().name) or "scan"
+    csv = Path(args.csv) if args.csv else Path.cwd() / f"{name}_scan.csv"
+    df.to_csv(csv, index=False)
+
+    def cell(v, fmt="{}") -> str:
+        return "" if v is None or pd.isna(v) else fmt.format(v)
+
+    header = ["video", "frames", "fps", "seconds", "size", "status"]
+    rows = [[r.video_id, cell(r.num_frames), cell(r.fps, "{:.2f}"), cell(r.duration, "{:.2f}"),
+             f"{r.width}x{r.height}" if not pd.isna(r.width) else "",
+             (r.note or "ok") if r.readable else r.error] for r in df.itertuples()]
+    shown = rows if args.rows is None or len(rows) <= args.rows else rows[:args.rows]
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *shown)]
+    right = {1, 2, 3}  # numbers
+    for line in [header, *shown]:
+        print("  ".join(str(x).rjust(w) if i in right else str(x).ljust(w)
+                        for i, (x, w) in enumerate(zip(line, widths))).rstrip())
+    if len(shown) < len(rows):
+        print(f"... {len(rows) - len(shown)} more rows in the CSV")
+    n_ok, n_cut = int(df.readable.sum()), int(df.truncated.fillna(False).sum())
+    cut = f", {n_cut} truncated" if n_cut else ""
+    print(f"\n{n_ok}/{len(df)} readable{cut} ({backend}); table written to {csv}")
     return 0
 
 
@@ -142,10 +188,19 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--force", action="store_true", help="regenerate even if up to date")
     g.set_defaults(fn=_cmd_generate)
 
-    s = sub.add_parser("scan", help="quality table of a dataset's videos")
+    s = sub.add_parser("scan", help="quality table of a folder's or a dataset's videos",
+                       description="With PATH: check every video file under a folder (recursively) "
+                                   "or one file, print a table and write it as CSV. Without PATH: "
+                                   "the videos of the profile's dataset split.")
     common(s)
-    s.add_argument("--split", default="test")
-    s.add_argument("--rows", type=int, default=40)
+    s.add_argument("path", nargs="?", default=None, metavar="PATH",
+                   help="folder (recursive) or video file; default: the profile's dataset")
+    s.add_argument("--csv", default=None, metavar="FILE",
+                   help="where to write the table (default with PATH: <name>_scan.csv here)")
+    s.add_argument("--backend", default=None, choices=["decord", "pyav"],
+                   help="video decoder (default: decord when installed; for a dataset, the profile's)")
+    s.add_argument("--split", default="test", help="dataset split (without PATH)")
+    s.add_argument("--rows", type=int, default=40, help="table rows printed (the CSV has all)")
     s.set_defaults(fn=_cmd_scan)
     return p
 

@@ -1,5 +1,5 @@
-"""Scanning a dataset or a plain folder: the quality table, and leaving unreadable videos out with
-one warning."""
+"""Scanning a dataset or a plain folder: the quality table, leaving unreadable videos out with one
+warning, and ``mofkit scan PATH``."""
 import warnings
 
 import pandas as pd
@@ -134,3 +134,34 @@ def test_scan_folder(real_video_dir):
     portrait = by_id.loc["phone/rot90.mp4"]
     assert (portrait.width, portrait.height) == (48, 64)  # displayed, as a player shows it
     assert by_id.loc["bikes.mkv"].num_frames == 16 and by_id.loc["bikes.mp4"].num_frames == 24
+
+
+def test_cli_scan_folder(real_video_dir, tmp_path, monkeypatch, capsys):
+    from mofkit.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["scan", str(real_video_dir), "--backend", "pyav"]) == 0
+    out = capsys.readouterr().out
+    csv = tmp_path / f"{real_video_dir.name}_scan.csv"  # default: <folder name>_scan.csv, here
+    assert f"table written to {csv}" in out
+    table = pd.read_csv(csv)
+    assert list(table.columns) == COLUMNS and len(table) == len(find_videos(real_video_dir))
+    for line in ("audio_only.mp4", "no video stream (audio only)", "cut/faststart.mp4",
+                 "of 40 frames present", "not a video file (unrecognised format)"):
+        assert line in out
+    assert "15/20 readable, 2 truncated (pyav)" in out
+    assert main(["scan", str(real_video_dir / "clip.mkv"), "--csv", str(tmp_path / "one.csv"),
+                 "--backend", "pyav"]) == 0
+    assert pd.read_csv(tmp_path / "one.csv").video_id.tolist() == ["clip.mkv"]
+
+
+@pytest.mark.parametrize("where", ["missing", "empty", "text"])
+def test_cli_scan_bad_path_is_one_line_and_exit_2(tmp_path, capsys, where):
+    from mofkit.cli import main
+
+    path = {"missing": tmp_path / "nowhere", "empty": tmp_path, "text": tmp_path / "notes.txt"}[where]
+    (tmp_path / "notes.txt").write_text("hello")
+    assert main(["scan", str(path)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.strip().splitlines()) == 1 and str(path) in err
+    assert "Traceback" not in err
