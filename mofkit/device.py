@@ -71,3 +71,14 @@ def peak_memory_mb(device: torch.device) -> float | None:
 def reset_peak_memory(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
+
+
+def describe_device(name: str = "auto") -> str:
+    """The machine a table's rows come from, in words: "cpu, 2 cores" or "cuda (NVIDIA H100 ...)"."""
+    import os
+
+    device = get_device(name)
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"{device.type}, {cores} cores, {torch.get_num_threads()} torch threads"

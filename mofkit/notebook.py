@@ -442,23 +442,38 @@ def whole_video(s: Session, video_id: str, dataset, size: int, n: int = 16) -> n
 # 05: cost
 # ------------------------------------------------------------------------------------------------
 
-def cost_table(s: Session, k_values=None) -> pd.DataFrame:
-    """Inference GFLOPs per video (image tower x K + temporal head), per caption, parameters and
-    encode throughput of the config's model at each K."""
-    from mofkit.eval.cost import encode_throughput, param_counts, text_flops, video_flops
+def cost_table(s: Session, k_values=None, n_videos: int = 64) -> pd.DataFrame:
+    """The whole inference cost per test video of the config's model at each K: GFLOPs (image
+    tower x K + temporal head), per caption, parameters, and measured throughput, both the model's
+    alone (random frames) and end to end (decode K frames of ``n_videos`` test videos, preprocess,
+    encode); saved as ``sweep/cost.csv``."""
+    from mofkit.data.preprocess import Preprocessor
+    from mofkit.device import get_device
+    from mofkit.eval.cost import (encode_throughput, end_to_end_throughput, param_counts, text_flops,
+                                  video_flops)
     from mofkit.models import create_from_config
 
-    bundle = create_from_config(s.cfg.model)
+    device = get_device(s.cfg.device)
+    bundle = create_from_config(s.cfg.model, device)
     params = param_counts(bundle.model)
+    pre = Preprocessor(bundle.image_size, bundle.mean, bundle.std)
+    _, test = load_splits(s)
+    paths = [r.path for r in test.records[:n_videos]]
     rows = []
     for k in k_values or s.cfg.study.k_values:
         v = video_flops(bundle.model, k, bundle.image_size)
-        tp = encode_throughput(bundle.model, k, bundle.image_size, batch_size=32, iters=3)
+        tp = encode_throughput(bundle.model, k, bundle.image_size, batch_size=32, iters=3, device=device)
+        e2e = end_to_end_throughput(bundle.model, paths, k, preprocess=pre.eval,
+                                    decode_size=s.cfg.data.decode_size, backend=s.cfg.data.backend,
+                                    device=device)
         rows.append({"K": k, "GFLOPs/video": v["total"] / 1e9,
                      "GFLOPs/frame (image tower)": v["image_tower_per_frame"] / 1e9,
                      "GFLOPs temporal head": v["temporal_head"] / 1e9,
-                     "videos/s (encode)": tp["videos_per_s"], "frames/s": tp["frames_per_s"]})
+                     "videos/s (end to end)": e2e["videos_per_s"],
+                     "videos/s (encode only)": tp["videos_per_s"], "frames/s (encode only)": tp["frames_per_s"],
+                     "device": str(device)})
     df = pd.DataFrame(rows)
+    s.save_table("sweep/cost.csv", df)
     df.attrs["params"] = params
     df.attrs["text_gflops"] = text_flops(bundle.model, s.cfg.model.context_length) / 1e9
     return df
@@ -482,7 +497,14 @@ def write_headline(s: Session, sweep: pd.DataFrame) -> Path:
     if own.is_file():
         n_test = json.loads(own.read_text()).get("final", {}).get("n_videos")
     where = f"{n_test} test videos" if n_test else "test set"
-    text = (f"## Headline: uniform K vs MOF ({where}; {seeds_phrase(sweep['seed'])})\n\n"
+    cost = s.out / "sweep" / "cost.csv"
+    if cost.is_file():  # measured by cost_table: videos per second from file to embedding
+        per_k = pd.read_csv(cost).set_index("K")["videos/s (end to end)"]
+        sweep = sweep.assign(videos_per_s=sweep["K"].map(per_k))
+    from mofkit.device import describe_device
+
+    text = (f"## Headline: uniform K vs MOF ({where}; {seeds_phrase(sweep['seed'])}; "
+            f"trained and timed on {describe_device(s.cfg.device)})\n\n"
             + headline_markdown(sweep, by=("method", "K")) + "\n")
     path = s.out / "headline.md"
     path.write_text(text)

@@ -31,7 +31,8 @@ _DIRECTIONS = {"t2v": "text-to-video", "v2t": "video-to-text", "t2v_dsl": "text-
 _METRICS = {"R1": "R@1 (%)", "R5": "R@5 (%)", "R10": "R@10 (%)", "MdR": "median rank",
             "MnR": "mean rank"}
 _DEFAULT_METRICS = ("t2v_R1", "t2v_R5", "t2v_R10", "t2v_MdR", "t2v_MnR")
-_COSTS = ("gflops", "text_gflops", "train_seconds")  # carried along by summarise_seeds when present
+# carried along by summarise_seeds when present; videos_per_s: measured, file to embedding
+_COSTS = ("gflops", "text_gflops", "videos_per_s", "train_seconds")
 
 
 def metric_label(column: str) -> str:
@@ -264,12 +265,14 @@ def headline_markdown(df: pd.DataFrame, *, by: Sequence[str] = ("method", "K"),
     """
     by = list(by)
     table = ablation_table(df, by, decimals=decimals, directions=directions)
-    costs = summarise_seeds(df, by, []) if any(c in df for c in ("gflops", "train_seconds")) else None
+    costs = summarise_seeds(df, by, []) if any(c in df for c in _COSTS) else None
     short = {"R1": "R@1", "R5": "R@5", "R10": "R@10", "MdR": "MdR", "MnR": "MnR"}
     head = [" / ".join(by)] + [f"{m.rpartition('_')[0]} {short.get(m.rpartition('_')[2], m)}"
                                for m in table.columns if m != "seeds"]
     if costs is not None and "gflops" in costs:
         head.append("GFLOPs / video")
+    if costs is not None and "videos_per_s" in costs:
+        head.append("videos/s (end to end)")
     if costs is not None and "train_seconds" in costs:
         head.append("train s")
     head.append("seeds")
@@ -279,6 +282,8 @@ def headline_markdown(df: pd.DataFrame, *, by: Sequence[str] = ("method", "K"),
         cells = [" ".join(str(k) for k in key), *[str(row[m]) for m in table.columns if m != "seeds"]]
         if costs is not None and "gflops" in costs:
             cells.append(f"{costs['gflops'].iloc[i]:.3g}")
+        if costs is not None and "videos_per_s" in costs:
+            cells.append(f"{costs['videos_per_s'].iloc[i]:.0f}")
         if costs is not None and "train_seconds" in costs:
             cells.append(f"{costs['train_seconds'].iloc[i]:.0f}")
         cells.append(str(int(row["seeds"])))
