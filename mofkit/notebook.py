@@ -489,7 +489,10 @@ def seeds_phrase(seeds) -> str:
 
 
 def write_headline(s: Session, sweep: pd.DataFrame) -> Path:
-    """``OUT_DIR/headline.md``: the trade-off table the report shows, saying what was run."""
+    """``OUT_DIR/headline.md``: the trade-off table the report shows, saying what was run; and
+    ``OUT_DIR/headline.csv``: its rows (one per setting and seed, with the measured throughput and
+    the device), the file the README's headline table is generated from once copied to
+    ``docs/results/``."""
     from mofkit.viz.plots import headline_markdown
 
     n_test = None
@@ -508,6 +511,8 @@ def write_headline(s: Session, sweep: pd.DataFrame) -> Path:
             + headline_markdown(sweep, by=("method", "K")) + "\n")
     path = s.out / "headline.md"
     path.write_text(text)
+    rows = sweep.assign(device=describe_device(s.cfg.device), profile=s.cfg.profile)
+    rows.to_csv(s.out / "headline.csv", index=False)  # what docs/results/ keeps of a main job
     return path
 
 
