@@ -4,6 +4,7 @@ Commands:
     run        the ordered notebooks, headless, into a reports folder (the main job)
     train      one training run (baseline or MOF); works under torchrun
     generate   write the synthetic corpus
+    tables     regenerate the README's tables from the committed result files
     scan       the quality table of a folder's videos (PATH) or of a dataset's
 Config overrides use dotted keys: ``--set train.epochs=5 --set mof.enabled=true``.
 """
@@ -152,6 +153,19 @@ def _scan_path(args) -> int:
     return 0
 
 
+def _cmd_tables(args) -> int:
+    from mofkit.viz.tables import update_tables
+
+    try:
+        stale = update_tables(args.files, check=args.check)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"mofkit tables: {e}", file=sys.stderr)
+        return 2
+    for p in stale:
+        print(f"{p}: tables {'out of date (run python -m mofkit tables)' if args.check else 'regenerated'}")
+    return 1 if stale and args.check else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mofkit", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -202,6 +216,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--split", default="test", help="dataset split (without PATH)")
     s.add_argument("--rows", type=int, default=40, help="table rows printed (the CSV has all)")
     s.set_defaults(fn=_cmd_scan)
+
+    tb = sub.add_parser("tables", help="regenerate the README's tables from docs/results/*.csv")
+    tb.add_argument("files", nargs="*", default=["README.md"], help="markdown files (default README.md)")
+    tb.add_argument("--check", action="store_true", help="only check that they are up to date")
+    tb.set_defaults(fn=_cmd_tables)
     return p
 
 

@@ -479,21 +479,13 @@ def cost_table(s: Session, k_values=None, n_videos: int = 64) -> pd.DataFrame:
     return df
 
 
-def seeds_phrase(seeds) -> str:
-    """What a table's numbers are over its seeds: "one seed (0): single runs, no spread" or
-    "3 seeds (0, 1, 2): mean ± sample standard deviation"."""
-    seeds = sorted({int(x) for x in seeds})
-    if len(seeds) == 1:
-        return f"one seed ({seeds[0]}): single runs, no spread over seeds"
-    return f"{len(seeds)} seeds ({', '.join(map(str, seeds))}): mean ± sample standard deviation"
-
-
 def write_headline(s: Session, sweep: pd.DataFrame) -> Path:
     """``OUT_DIR/headline.md``: the trade-off table the report shows, saying what was run; and
     ``OUT_DIR/headline.csv``: its rows (one per setting and seed, with the measured throughput and
     the device), the file the README's headline table is generated from once copied to
     ``docs/results/``."""
     from mofkit.viz.plots import headline_markdown
+    from mofkit.viz.tables import seeds_phrase
 
     n_test = None
     own = s.out / s.run_dir("uniform") / "metrics.json"

@@ -1,0 +1,109 @@
+"""Markdown tables generated from committed result files, so that no number in the docs is typed.
+
+A document marks each generated table with a pair of comments; what lies between them is replaced::
+
+    <!-- table: docs/results/main_job_cpu.csv -->
+    (generated: the table, then one line saying what its rows are)
+    <!-- /table -->
+
+The opening comment names a CSV with one row per (setting, seed), as a study or the main job writes
+it (``headline.csv``), relative to the document's folder, and may add options:
+``by=method,K`` (the setting columns, default ``method,K``) and ``directions=t2v,v2t`` (default).
+``python -m mofkit tables`` rewrites the tables of ``README.md``; ``--check`` only says whether they
+are up to date (the test suite runs it), so a hand edit or a CSV changed without regenerating
+fails CI.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from mofkit.viz.plots import headline_markdown
+
+_BLOCK = re.compile(r"(<!-- table: (?P<spec>[^>]*?) -->\n)(?P<body>.*?)(<!-- /table -->)", re.S)
+
+
+def seeds_phrase(seeds) -> str:
+    """What a table's numbers are over its seeds: "one seed (0): single runs, no spread over
+    seeds" or "3 seeds (0, 1, 2): mean ± sample standard deviation"."""
+    seeds = sorted({int(x) for x in seeds})
+    if len(seeds) == 1:
+        return f"one seed ({seeds[0]}): single runs, no spread over seeds"
+    return f"{len(seeds)} seeds ({', '.join(map(str, seeds))}): mean ± sample standard deviation"
+
+
+def render_table(csv: str | Path, *, by=("method", "K"), directions=("t2v", "v2t"),
+                 label: str | None = None) -> str:
+    """The markdown of one generated table: the table and a line saying what its rows are.
+
+    Args:
+        csv: a results file, one row per (setting, seed), with ``seed`` and metric columns and,
+            when present, ``gflops``, ``videos_per_s``, ``train_seconds``, ``n_test_videos``,
+            ``device`` and ``profile``.
+        by: the setting columns.
+        directions: metric directions shown.
+        label: the file name printed under the table (default ``csv`` as given).
+
+    Returns:
+        Markdown text ending with a newline.
+    """
+    df = pd.read_csv(csv)
+    table = headline_markdown(df, by=by, directions=directions)
+    parts = []
+    if "profile" in df:
+        parts.append(f"profile `{', '.join(sorted(df['profile'].astype(str).unique()))}`")
+    if "n_test_videos" in df:
+        parts.append(f"{', '.join(str(int(n)) for n in sorted(df['n_test_videos'].unique()))} test videos")
+    if "seed" in df:
+        parts.append(seeds_phrase(df["seed"]))
+    if "device" in df:
+        parts.append(f"device: {'; '.join(sorted(df['device'].astype(str).unique()))}")
+    parts.append(f"generated from `{label or csv}`")
+    return table + "\n\n" + "*" + "; ".join(parts) + ".*\n"
+
+
+def _options(spec: str) -> tuple[str, dict]:
+    path, *rest = spec.split()
+    opts: dict = {}
+    for item in rest:
+        key, _, value = item.partition("=")
+        if key not in ("by", "directions") or not value:
+            raise ValueError(f"table option {item!r}: use by=col1,col2 or directions=t2v,v2t")
+        opts[key] = tuple(value.split(","))
+    return path, opts
+
+
+def render_document(text: str, base: str | Path) -> str:
+    """``text`` with every marked table regenerated from its CSV (paths relative to ``base``)."""
+    def block(m: re.Match) -> str:
+        path, opts = _options(m.group("spec"))
+        csv = Path(base) / path
+        if not csv.is_file():
+            raise FileNotFoundError(f"table source {csv} does not exist (named in "
+                                    f"'<!-- table: {m.group('spec')} -->')")
+        return m.group(1) + render_table(csv, label=path, **opts) + m.group(4)
+
+    return _BLOCK.sub(block, text)
+
+
+def update_tables(paths, check: bool = False) -> list[Path]:
+    """Regenerate the marked tables of markdown files.
+
+    Args:
+        paths: the files (e.g. ``["README.md"]``).
+        check: change nothing; only report.
+
+    Returns:
+        The files whose tables were (or, with ``check``, would be) changed.
+    """
+    stale = []
+    for p in map(Path, paths):
+        text = p.read_text()
+        new = render_document(text, p.parent)
+        if new != text:
+            stale.append(p)
+            if not check:
+                p.write_text(new)
+    return stale
