@@ -41,6 +41,11 @@ therefore leaves the generation that the last checkpoint names intact, and
 :meth:`FrameBank.restore` reopens exactly that one: the frames are as they were when the model
 checkpoint was written. :meth:`FrameBank.prune` deletes generations nobody references.
 
+:func:`mofkit.faults.crash_point` marks the places where ``tests/test_crash.py`` kills a process
+(inside a streamed update, between its files and ``bank.json``, inside a per-batch step, a commit
+or a prune) and checks that the resumed run ends with the same frames and moments, bit for bit, as
+one never interrupted.
+
 In multi-process runs one process (the main one) creates, steps, begins generations and commits;
 the others write only their own rows (:meth:`accumulate`, or :meth:`step_rows` once the main process
 has begun an unsealed generation) and :meth:`FrameBank.open` the bank again whenever the main
@@ -72,6 +77,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
+
+from mofkit.faults import crash_point
 
 FORMAT_VERSION = 1
 DTYPES = ("float32", "float16")
@@ -223,6 +230,7 @@ class FrameBank:
         meta = {"format": FORMAT_VERSION, "video_ids": ids, "num_frames": shape[0],
                 "image_size": shape[2], "dtype": dtype, "seed": int(seed), "current": 0,
                 "generations": {"0": _gen_entry(None, "create")}}
+        crash_point("bank.create.before_meta")
         _write_meta(root, meta)  # last: a bank.json exists only for a complete bank
         return cls(root, meta, 0)
 
@@ -421,6 +429,7 @@ class FrameBank:
         r, g, skipped = self._prepare_grads(rows, grads, "accumulate")
         if len(r):
             self._accum[r] = np.asarray(self._accum[r]) + g.numpy()
+            crash_point("bank.accumulate.mid")
             self._count[r] = np.asarray(self._count[r]) + 1
         return skipped
 
@@ -501,11 +510,13 @@ class FrameBank:
             dst[EXP_AVG_FILE][a:b] = m1
             dst[EXP_AVG_SQ_FILE][a:b] = m2
             dst[STEPS_FILE][a:b] = st
+            crash_point("bank.step_accumulated.chunk")
             if progress is not None:
                 progress(b, v)
         for arr in dst.values():
             arr.flush()
         del dst
+        crash_point("bank.step_accumulated.written")
         per_row = int(np.prod(shape))
         stats.update(generation=new_g, rows_updated=updated, rows_skipped=len(skipped),
                      skipped_rows=sorted(skipped),
@@ -519,6 +530,7 @@ class FrameBank:
 
         self._update_meta(switch)
         self._open_generation(new_g)
+        crash_point("bank.step_accumulated.switched")
         self._zero_accumulator(pending)
         return stats
 
@@ -541,8 +553,10 @@ class FrameBank:
             shutil.copyfile(src / name, gdir / name)  # kernel-side copy, never the whole file in RAM
             with open(gdir / name, "rb+") as fh:
                 os.fsync(fh.fileno())
+            crash_point("bank.begin_generation.copying")
             if progress is not None:
                 progress(i + 1, len(names))
+        crash_point("bank.begin_generation.copied")
 
         def switch(m: dict[str, Any]) -> None:
             m["generations"][str(new_g)] = _gen_entry(old_g, "begin_generation")
@@ -583,6 +597,7 @@ class FrameBank:
         keep = r[ok]
         if len(keep):
             self._frames[keep] = f[ok]
+            crash_point("bank.step_rows.mid")
             self._exp_avg[keep] = m1[ok]
             self._exp_avg_sq[keep] = m2[ok]
             self._steps[keep] = st[ok]
@@ -603,8 +618,10 @@ class FrameBank:
         self._flush()
         g = self.generation
         if not self._sealed:
+            crash_point("bank.commit.before_seal")
             self._update_meta(lambda m: m["generations"][str(g)].__setitem__("sealed", True))
             self._open_generation(g)
+            crash_point("bank.commit.sealed")
         return {"directory": str(self.directory), "generation": g, "format": FORMAT_VERSION,
                 "num_videos": self.num_videos, "num_frames": self.num_frames,
                 "image_size": self.image_size, "dtype": self.dtype,
@@ -636,8 +653,10 @@ class FrameBank:
 
         if gone:
             self._update_meta(drop)  # first: bank.json never names a deleted generation
+            crash_point("bank.prune.dropped")
             for g in gone:
                 shutil.rmtree(on_disk[g])
+                crash_point("bank.prune.removed")
         for p in self.directory.glob(f".{META_FILE}.*.tmp"):
             p.unlink(missing_ok=True)
         return gone
@@ -870,6 +889,7 @@ def _write_meta(root: Path, meta: dict[str, Any]) -> None:
         json.dump(meta, fh)
         fh.flush()
         os.fsync(fh.fileno())
+    crash_point("bank.meta.before_replace")
     os.replace(tmp, root / META_FILE)  # atomic: readers see the old or the new file, never half
 
 
