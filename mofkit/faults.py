@@ -36,7 +36,7 @@ POINTS = (
     "text.before_rename",  # atomic_write_text: temporary file written, target not replaced
     # mofkit.bilevel.bank.FrameBank
     "bank.create.before_meta",  # generation 0 filled, bank.json not yet written
-    "bank.accumulate.mid",  # between adding the rows' gradients and raising their counts
+    "bank.accumulate.mid",  # the rows' gradient counts raised, their gradients not yet added
     "bank.step_accumulated.chunk",  # after each chunk of rows streamed into the new generation
     "bank.step_accumulated.written",  # new generation complete on disk, bank.json not switched
     "bank.step_accumulated.switched",  # bank.json names the new generation, accumulator not zeroed

@@ -41,10 +41,13 @@ therefore leaves the generation that the last checkpoint names intact, and
 :meth:`FrameBank.restore` reopens exactly that one: the frames are as they were when the model
 checkpoint was written. :meth:`FrameBank.prune` deletes generations nobody references.
 
-:func:`mofkit.faults.crash_point` marks the places where ``tests/test_crash.py`` kills a process
-(inside a streamed update, between its files and ``bank.json``, inside a per-batch step, a commit
-or a prune) and checks that the resumed run ends with the same frames and moments, bit for bit, as
-one never interrupted.
+The gradient accumulator is one pair of files outside the generations. :meth:`FrameBank.accumulate`
+raises a row's count before it adds the row's gradient, so a row holding gradient always has a
+count, even after a crash between the two writes; that is what lets :meth:`FrameBank.restore` zero
+only the counted rows. :func:`mofkit.faults.crash_point` marks the places where
+``tests/test_crash.py`` kills a process (inside a streamed update, between its files and
+``bank.json``, inside a per-batch step, a commit or a prune) and checks that the resumed run ends
+with the same frames and moments, bit for bit, as one never interrupted.
 
 In multi-process runs one process (the main one) creates, steps, begins generations and commits;
 the others write only their own rows (:meth:`accumulate`, or :meth:`step_rows` once the main process
@@ -261,9 +264,10 @@ class FrameBank:
         Args:
             state: the dict :meth:`commit` returned.
             directory: where the bank is now, if it moved; None: ``state["directory"]``.
-            reset_accumulator: zero the gradient accumulator. A checkpoint is written after the
-                frame step, so a non-empty accumulator is left over from an interrupted meta epoch
-                that the resumed run repeats; keeping it would count those gradients twice.
+            reset_accumulator: zero the gradient accumulator (its counted rows: see the module
+                docstring). A checkpoint is written after the frame step, so a non-empty
+                accumulator is left over from an interrupted meta epoch that the resumed run
+                repeats; keeping it would count those gradients twice.
 
         Returns:
             The bank on ``state["generation"]``.
@@ -428,9 +432,11 @@ class FrameBank:
         """
         r, g, skipped = self._prepare_grads(rows, grads, "accumulate")
         if len(r):
-            self._accum[r] = np.asarray(self._accum[r]) + g.numpy()
-            crash_point("bank.accumulate.mid")
+            # Counts first: a row with gradient in the accumulator always has a count, so a crash
+            # in between leaves nothing that restore's zeroing of counted rows would miss.
             self._count[r] = np.asarray(self._count[r]) + 1
+            crash_point("bank.accumulate.mid")
+            self._accum[r] = np.asarray(self._accum[r]) + g.numpy()
         return skipped
 
     def pending_rows(self) -> np.ndarray:
