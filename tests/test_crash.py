@@ -257,14 +257,14 @@ def _assert_same_end(a_dir: Path, b_dir: Path) -> None:
 
 
 def _kill_resume(sessions, straight, setup: str, overrides: dict,
-                 kills: list[tuple[str, int]]) -> None:
+                 kills: list[tuple[str, int]], name: str | None = None) -> None:
     """Train with one kill per session, in order, then resume to the end; compare.
 
     ``kills`` holds (crash point "name:N", the epoch of the last checkpoint after that kill; -1:
     none yet), so a kill that lands in another epoch than intended fails the test.
     """
     reference = straight(setup, overrides)
-    name = f"killed-{setup}"
+    name = name or f"killed-{setup}"
     for crash, epoch in kills:
         out = sessions.train(name, overrides, crash)
         have = _ckpt(out)["epoch"] if (out / "checkpoint.pt").exists() else -1
@@ -302,6 +302,13 @@ def test_mof_epoch_update_killed_inside_bank_updates_and_checkpoints(sessions, s
         ("bank.prune.dropped:1", 2),  # epoch 2 checkpointed, bank.json pruned, folders not deleted
         ("bank.meta.before_replace:1", 2),  # epoch 3's switch to its new generation, half done
     ])
+
+
+def test_a_finished_run_killed_while_pruning_is_cleaned_up_on_resume(sessions, straight):
+    """Killed after its last checkpoint: the resume trains nothing, yet leaves one generation."""
+    _kill_resume(sessions, straight, "mof-epoch", MOF_EPOCH, [
+        ("bank.prune.dropped:4", 3),  # epoch 3 (the last) checkpointed, old folders not deleted
+    ], name="killed-last-prune")
 
 
 def test_mof_batch_update_killed_inside_per_batch_bank_steps(sessions, straight):

@@ -260,6 +260,9 @@ class Trainer:
             from mofkit.bilevel.bank import FrameBank
 
             self.bank = FrameBank.restore(ckpt["bank"])
+            D.barrier(self.info)  # every rank has restored before the main one prunes
+            if self.info.is_main:  # generations a killed session wrote after this checkpoint
+                self.bank.prune(keep={self.bank.generation})
         return ckpt
 
     # -- steps ---------------------------------------------------------------------------------
