@@ -1,0 +1,55 @@
+"""Docs tables are generated from committed result files: the generator, and the README kept current."""
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from mofkit.viz.tables import render_document, update_tables
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _results(path: Path) -> Path:
+    rows = []
+    for method, k, seed, r1 in [("uniform", 4, 0, 20.0), ("uniform", 4, 1, 22.0), ("MOF", 4, 0, 19.0),
+                                ("MOF", 4, 1, 21.0)]:
+        row = {"method": method, "K": k, "seed": seed, "gflops": 0.068, "videos_per_s": 140.0,
+               "train_seconds": 100.0 + seed, "n_test_videos": 500, "device": "cpu, 2 cores",
+               "profile": "cpu"}
+        for d in ("t2v", "v2t"):
+            row.update({f"{d}_R1": r1, f"{d}_R5": 60.0, f"{d}_R10": 80.0, f"{d}_MdR": 4.0, f"{d}_MnR": 6.0})
+        rows.append(row)
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+def test_a_marked_table_is_regenerated_from_its_csv(tmp_path):
+    _results(tmp_path / "r.csv")
+    doc = tmp_path / "doc.md"
+    doc.write_text("before\n<!-- table: r.csv -->\nhand-typed 99.9\n<!-- /table -->\nafter\n")
+    assert update_tables([doc]) == [doc]
+    text = doc.read_text()
+    assert "hand-typed" not in text and text.startswith("before\n") and text.endswith("after\n")
+    assert "| uniform 4 | 21.0 ± 1.4 |" in text and "| MOF 4 | 20.0 ± 1.4 |" in text
+    assert "0.068 | 140 | 100 | 2 |" in text  # GFLOPs, measured videos/s, mean train s, seeds
+    assert "2 seeds (0, 1): mean ± sample standard deviation" in text
+    assert "device: cpu, 2 cores" in text and "generated from `r.csv`" in text
+    assert update_tables([doc], check=True) == []  # now current
+    doc.write_text(text.replace("21.0 ± 1.4", "25.0 ± 1.4"))  # a hand edit
+    assert update_tables([doc], check=True) == [doc]
+
+
+def test_table_options_and_errors(tmp_path):
+    _results(tmp_path / "r.csv")
+    text = render_document("<!-- table: r.csv by=method directions=t2v -->\n<!-- /table -->\n", tmp_path)
+    assert "| method | t2v R@1 |" in text and "v2t" not in text.split("*")[0]
+    with pytest.raises(FileNotFoundError, match="missing.csv does not exist"):
+        render_document("<!-- table: missing.csv -->\n<!-- /table -->\n", tmp_path)
+    with pytest.raises(ValueError, match="table option"):
+        render_document("<!-- table: r.csv rows=3 -->\n<!-- /table -->\n", tmp_path)
+
+
+def test_the_readme_tables_match_the_committed_results():
+    readme = REPO / "README.md"
+    assert "<!-- table: docs/results/" in readme.read_text(), "the README's tables must be generated"
+    assert update_tables([readme], check=True) == [], "run: python -m mofkit tables"
