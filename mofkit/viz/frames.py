@@ -542,6 +542,7 @@ def frames_over_epochs(snapshots, *, epochs: Sequence[int] | None = None, frame:
             label="mean" if len(frames) > 1 else f"frame {frames[0]}")
     ax.set_xlabel("epoch", fontsize=FONT)
     ax.set_ylabel(f"mean |change| vs ep {epochs[0]}\n(grey levels)", fontsize=FONT)
+    ax.xaxis.get_major_locator().set_params(integer=True)  # epochs
     ax.tick_params(labelsize=FONT - 1)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=FONT - 1, ncol=min(5, len(frames) + 1), frameon=False, loc="upper left")
