@@ -226,4 +226,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.fn(args)
+    try:
+        return args.fn(args)
+    except (KeyError, TypeError) as e:
+        text = e.args[0] if e.args else ""
+        if isinstance(text, str) and text.startswith("config override"):  # a bad --set
+            print(f"mofkit {args.command}: {text}", file=sys.stderr)
+            return 2
+        raise

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -173,6 +175,9 @@ def apply_overrides(cfg: Config, overrides: dict[str, Any] | None) -> Config:
 
     Raises:
         KeyError: a key names no field; the message lists the fields of that section.
+        TypeError: a value of the wrong type for its field (``train.epochs="abc"``); the message
+            names the field and the type it takes. An int is taken for a float field (as a
+            float), a list for a tuple field.
     """
     for key, value in (overrides or {}).items():
         obj: Any = cfg
@@ -186,11 +191,49 @@ def apply_overrides(cfg: Config, overrides: dict[str, Any] | None) -> Config:
         if parts[-1] not in names:
             raise KeyError(f"config override {key!r}: {type(obj).__name__} has no field {parts[-1]!r}; "
                            f"fields: {sorted(names)}")
-        current = getattr(obj, parts[-1])
-        if isinstance(current, tuple) and isinstance(value, list):
-            value = tuple(value)
-        setattr(obj, parts[-1], value)
+        hint = typing.get_type_hints(type(obj))[parts[-1]]
+        setattr(obj, parts[-1], _typed(key, hint, value))
     return cfg
+
+
+def _type_name(hint) -> str:
+    if typing.get_origin(hint) is None and hasattr(hint, "__name__"):
+        return hint.__name__
+    return str(hint).replace("typing.", "")
+
+
+def _typed(key: str, hint, value):
+    """``value`` as the field's type ``hint`` wants it, or a TypeError naming the field."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arm in (a for a in args if a is not type(None)):
+            try:
+                return _typed(key, arm, value)
+            except TypeError as e:
+                errors.append(e)
+        raise TypeError(f"config override {key!r}: expects {_type_name(hint)}, got {value!r} "
+                        f"({type(value).__name__})")
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise TypeError(f"config override {key!r}: expects {_type_name(hint)} (a list or tuple), "
+                            f"got {value!r} ({type(value).__name__})")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_typed(key, args[0], v) for v in value)
+        if len(value) != len(args):
+            raise TypeError(f"config override {key!r}: expects {len(args)} values "
+                            f"({_type_name(hint)}), got {len(value)}: {value!r}")
+        return tuple(_typed(key, a, v) for a, v in zip(args, value))
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint in (int, float, str, bool):
+        ok = isinstance(value, hint) and not (hint is int and isinstance(value, bool))
+        if not ok:
+            raise TypeError(f"config override {key!r}: expects {hint.__name__}, got {value!r} "
+                            f"({type(value).__name__})")
+    return value
 
 
 # ----------------------------------------------------------------------------------------------

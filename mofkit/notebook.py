@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from mofkit.config import Config, apply_overrides, get_config
+from mofkit.eval.metrics import DIRECTIONS, METRIC_KEYS
 
 # Names of the config's own runs (at its K and seed), resolved to their sweep folders by Session.
 OWN_RUNS = ("uniform", "mof")
@@ -332,8 +333,8 @@ def final_metrics_table(s: Session, names: dict[str, str]) -> pd.DataFrame:
         row = {"run": label, "K": doc["config"]["data"]["num_frames"],
                "train s": round(doc["train_seconds"], 1), "test videos": fin["n_videos"],
                "dropped": len(fin.get("dropped", []))}
-        for direction in ("t2v", "v2t", "t2v_dsl"):
-            for m in ("R1", "R5", "R10", "MdR", "MnR"):
+        for direction in DIRECTIONS:
+            for m in METRIC_KEYS:
                 row[f"{direction} {m}"] = round(fin[direction][m], 2)
         rows.append(row)
     return pd.DataFrame(rows).set_index("run")

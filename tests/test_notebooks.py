@@ -50,7 +50,7 @@ def test_all_notebooks_run_on_smoke(tmp_path):
         executed = nbformat.read(report.report_dir / p.name, as_version=4)
         assert any(c.get("outputs") for c in executed.cells if c.cell_type == "code"), p.name
     # recorded metrics are present and finite
-    for run in ("num_frames-4_enabled-False", "num_frames-4_enabled-True"):
+    for run in ("data.num_frames-4_mof.enabled-False", "data.num_frames-4_mof.enabled-True"):
         final = json.loads((out / "sweep" / run / "seed0" / "metrics.json").read_text())["final"]
         for direction in ("t2v", "v2t", "t2v_dsl"):
             assert all(math.isfinite(v) for v in final[direction].values()), (run, direction)
@@ -87,8 +87,8 @@ def corpus_overrides(tmp_path_factory):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("prefix,produced", [
-    ("02", ["sweep/num_frames-4_enabled-False/seed0/metrics.json", "figures/02_mof_curves.png"]),
-    ("04", ["sweep/num_frames-4_enabled-True/seed0/snapshots/epoch_000.npy",
+    ("02", ["sweep/data.num_frames-4_mof.enabled-False/seed0/metrics.json", "figures/02_mof_curves.png"]),
+    ("04", ["sweep/data.num_frames-4_mof.enabled-True/seed0/snapshots/epoch_000.npy",
             "figures/04_frames_over_epochs.png"]),
 ])
 def test_a_notebook_runs_alone_on_an_empty_results_folder(tmp_path, corpus_overrides, prefix, produced):
@@ -129,7 +129,7 @@ def test_the_main_job_shows_training_progress_and_passes_notebook_parameters(tmp
     assert proc.returncode == 0, text
     for noise in ("without encryption", "KeyboardInterrupt", "Traceback", "unknown parameter"):
         assert noise not in text, (noise, text)
-    assert re.search(r"num_frames-4_enabled-False/seed0: epoch 2/2, loss \d", proc.stdout), proc.stdout
+    assert re.search(r"data\.num_frames-4_mof\.enabled-False/seed0: epoch 2/2, loss \d", proc.stdout), proc.stdout
     assert "[2/2] 06_search.ipynb" in proc.stdout
     report = next((tmp_path / "reports" / "smoke").iterdir())
     search = nbformat.read(report / "06_search.ipynb", as_version=4)

@@ -7,6 +7,7 @@ rule is documented in :mod:`mofkit.eval.metrics`. FLOPs count 2 per multiply-add
 """
 from mofkit.eval.cost import count_flops, encode_throughput, param_counts, text_flops, video_flops
 from mofkit.eval.metrics import (
+    DIRECTIONS,
     METRIC_KEYS,
     aggregate_seeds,
     clip4clip_metrics,
@@ -21,6 +22,7 @@ from mofkit.eval.metrics import (
 )
 
 __all__ = [
+    "DIRECTIONS",
     "METRIC_KEYS",
     "aggregate_seeds",
     "clip4clip_metrics",

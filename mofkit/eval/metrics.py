@@ -47,6 +47,9 @@ import pandas as pd
 import torch
 
 METRIC_KEYS = ("R1", "R5", "R10", "MdR", "MnR")
+# Every evaluation reports these directions: text-to-video, video-to-text, and both re-ranked with
+# dual softmax (reported apart, never instead). Result columns are "<direction>_<metric key>".
+DIRECTIONS = ("t2v", "v2t", "t2v_dsl", "v2t_dsl")
 _LABELS = {"R1": "R@1", "R5": "R@5", "R10": "R@10", "MdR": "MdR", "MnR": "MnR"}
 _TIE_RULES = ("optimistic", "pessimistic", "mean")
 _ROW_CHUNK = 4096  # rows compared at once, so a (chunk, V) boolean temporary bounds memory

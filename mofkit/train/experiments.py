@@ -16,15 +16,20 @@ from typing import Any, Iterable
 import pandas as pd
 
 from mofkit.config import Config, apply_overrides
-
-METRIC_KEYS = ("R1", "R5", "R10", "MdR", "MnR")
+from mofkit.eval.metrics import DIRECTIONS, METRIC_KEYS
 
 
 def run_name(overrides: dict[str, Any]) -> str:
-    """A folder name for a setting: ``mof.enabled=True,data.num_frames=4`` -> ``enabled-True_num_frames-4``."""
+    """A folder name for a setting: ``{"mof.enabled": True, "data.num_frames": 4}`` ->
+    ``mof.enabled-True_data.num_frames-4``.
+
+    The whole dotted key is kept: two sections' fields of the same name (``train.seed`` and
+    ``synthetic.seed``) are different settings and must not share a folder, where a study would
+    reuse the other's finished run.
+    """
     if not overrides:
         return "default"
-    parts = [f"{k.split('.')[-1]}-{v}" for k, v in overrides.items()]
+    parts = [f"{k}-{v}" for k, v in overrides.items()]
     return "_".join(parts).replace("/", "-").replace(" ", "")
 
 
@@ -57,7 +62,7 @@ def inference_gflops(cfg: Config) -> tuple[float, float]:
 def result_row(cfg: Config, final: dict, train_seconds: float) -> dict[str, Any]:
     """Flatten a run's final metrics into one table row."""
     row: dict[str, Any] = {}
-    for direction in ("t2v", "v2t", "t2v_dsl", "v2t_dsl"):
+    for direction in DIRECTIONS:
         for k in METRIC_KEYS:
             row[f"{direction}_{k}"] = final[direction][k]
     gv, gt = inference_gflops(cfg)

@@ -35,6 +35,7 @@ import torch
 
 from mofkit.config import Config
 from mofkit.device import autocast, get_device, grad_scaler, resolve_precision
+from mofkit.eval.metrics import DIRECTIONS
 from mofkit.train import distributed as D
 from mofkit.train.checkpoint import (atomic_torch_save, atomic_write_text, checkpoint_path,
                                      load_checkpoint, rng_state, set_rng_state)
@@ -466,7 +467,7 @@ class Trainer:
             if last or (t.eval_every and (epoch + 1) % t.eval_every == 0):
                 metrics = self.evaluate()
                 if metrics is not None:
-                    for direction in ("t2v", "v2t", "t2v_dsl", "v2t_dsl"):
+                    for direction in DIRECTIONS:
                         row.update({f"{direction}_{k}": v for k, v in metrics[direction].items()})
                     if last:
                         final = metrics

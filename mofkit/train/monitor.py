@@ -25,11 +25,12 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from mofkit.eval.metrics import DIRECTIONS
+
 PROGRESS_ENV = "MOFKIT_PROGRESS"
 _STEP_INTERVAL_S = 1.0  # least time between two step events
-
-# metrics keys of a history row are "<direction>_<metric>"
-_DIRECTIONS = ("t2v_dsl", "v2t_dsl", "t2v", "v2t")
+# metrics keys of a history row are "<direction>_<metric>"; the longest prefix must match first
+_DIRECTIONS = sorted(DIRECTIONS, key=len, reverse=True)
 
 
 def scalar_tags(row: dict[str, Any]) -> dict[str, float]:
@@ -70,7 +71,7 @@ class RunMonitor:
 
     Args:
         out_dir: the run's folder (event files go to ``out_dir/tensorboard``).
-        run: the run's name in progress events (e.g. ``sweep/num_frames-4_enabled-False/seed0``).
+        run: the run's name in progress events (e.g. ``sweep/data.num_frames-4_mof.enabled-False/seed0``).
         epochs: epochs of the whole run.
         steps_per_epoch: optimiser steps per epoch (the TensorBoard step axis).
         enabled: False on ranks other than 0.

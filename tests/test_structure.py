@@ -1,0 +1,115 @@
+"""The house rules that code review alone would miss: import directions, run names, typed overrides."""
+import ast
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from mofkit.config import Config, get_config
+from mofkit.train.experiments import run_name
+
+PKG = Path(__file__).resolve().parents[1] / "mofkit"
+LIBRARY = ("data", "models", "bilevel", "eval", "viz", "config", "device", "faults")  # the library rooms
+DRIVERS = ("train", "notebook", "runner", "cli")  # what drives the library; never imported by it
+# data and models come first, then bilevel, then train: the one-way order of the style guide
+LOWER_THAN = {"bilevel": ("data", "models"), "train": ("data", "models", "bilevel")}
+
+
+def _room(module: str) -> str | None:
+    """``mofkit.data.video`` -> ``data``; ``mofkit.cli`` -> ``cli``."""
+    parts = module.split(".")
+    return parts[1] if parts[0] == "mofkit" and len(parts) > 1 else None
+
+
+def room_imports() -> dict[str, dict[str, set[str]]]:
+    """room -> imported room -> the files that import it (imports inside functions count too)."""
+    out: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
+    for path in PKG.rglob("*.py"):
+        rel = path.relative_to(PKG.parent).with_suffix("")
+        module = ".".join(rel.parts)
+        if module.endswith(".__init__"):
+            module = module[:-len(".__init__")]
+        here = _room(module) or "mofkit"
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            for name in names:
+                there = _room(name)
+                is_room = there and ((PKG / there).is_dir() or (PKG / f"{there}.py").is_file())
+                if is_room and there != here:
+                    out[here][there].add(str(path.relative_to(PKG.parent)))
+    return out
+
+
+def test_library_rooms_never_import_the_drivers():
+    imports = room_imports()
+    bad = [f"{room} imports {other} ({', '.join(sorted(files))})" for room in LIBRARY
+           for other, files in imports.get(room, {}).items() if other in DRIVERS]
+    assert not bad, bad
+
+
+def test_imports_flow_one_way_between_rooms():
+    imports = room_imports()
+    bad = [f"{lower} imports {upper} ({', '.join(sorted(imports[lower][upper]))})"
+           for upper, lowers in LOWER_THAN.items() for lower in lowers if upper in imports.get(lower, {})]
+    assert not bad, bad
+    # no circle of any length between rooms
+    graph = {room: set(others) for room, others in imports.items()}
+    state: dict[str, int] = {}
+
+    def visit(room: str, path: list[str]) -> None:
+        state[room] = 1
+        for nxt in graph.get(room, ()):
+            assert state.get(nxt) != 1, f"import circle: {' -> '.join(path + [room, nxt])}"
+            if nxt not in state:
+                visit(nxt, path + [room])
+        state[room] = 2
+
+    for room in list(graph):
+        if room not in state:
+            visit(room, [])
+
+
+def test_the_import_check_sees_a_violation(tmp_path, monkeypatch):
+    """The rules above can fail: a data module importing train is caught."""
+    fake = tmp_path / "mofkit"
+    for room in ("data", "train"):
+        (fake / room).mkdir(parents=True)
+        (fake / room / "__init__.py").write_text("")
+    (fake / "data" / "x.py").write_text("def f():\n    from mofkit.train.loop import train\n")
+    monkeypatch.setattr(sys.modules[__name__], "PKG", fake)
+    assert "train" in room_imports()["data"]
+
+
+def test_run_names_keep_the_section():
+    assert run_name({"train.seed": 1}) != run_name({"synthetic.seed": 1})
+    assert run_name({"data.num_frames": 4, "mof.enabled": True}) == "data.num_frames-4_mof.enabled-True"
+    assert run_name({}) == "default"
+
+
+def test_overrides_are_type_checked():
+    cfg = get_config("cpu", {"train.epochs": 5, "mof.alpha": 1, "data.crop_scale": [0.5, 1.0],
+                             "study.ablation_epochs": None})
+    assert cfg.train.epochs == 5 and cfg.mof.alpha == 1.0 and isinstance(cfg.mof.alpha, float)
+    assert cfg.data.crop_scale == (0.5, 1.0)
+    for bad, says in [({"train.epochs": "abc"}, "'train.epochs': expects int, got 'abc'"),
+                      ({"mof.enabled": 1}, "'mof.enabled': expects bool"),
+                      ({"data.crop_scale": [1.0]}, "expects 2 values"),
+                      ({"study.ablation_epochs": "x"}, "expects int | None"),
+                      ({"study.k_values": [2, "4"]}, "'study.k_values': expects int")]:
+        with pytest.raises(TypeError, match=says.replace("|", "\\|").replace("(", "\\(")):
+            get_config("cpu", bad)
+    # a saved config reads back as it was written
+    assert Config.from_dict(get_config("paper").to_dict()).to_dict() == get_config("paper").to_dict()
+
+
+def test_a_bad_override_on_the_command_line_is_one_line(capsys):
+    from mofkit.cli import main
+
+    assert main(["train", "--profile", "smoke", "--set", "train.epochs=abc"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == "mofkit train: config override 'train.epochs': expects int, got 'abc' (str)"
