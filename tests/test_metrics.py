@@ -11,12 +11,10 @@ import torch
 
 import mofkit.eval.metrics as metrics_mod
 from mofkit.eval import (
-    aggregate_seeds,
     clip4clip_metrics,
     dual_softmax,
     evaluate_similarity,
     format_metrics,
-    mean_std_table,
     metrics_table,
     retrieval_metrics,
     similarity_matrix,
@@ -347,21 +345,3 @@ def test_metrics_table_flat_and_nested():
     nested = metrics_table({"m": evaluate_similarity(SIM3)})
     assert nested.loc["m", ("t2v", "MnR")] == 2.0
     assert nested.loc["m", ("v2t_dsl", "R@1")] == pytest.approx(100 / 3)
-
-
-def test_aggregate_seeds_and_mean_std_table():
-    runs = [{"R1": 47.0, "R5": 70.0, "R10": 80.0, "MdR": 2.0, "MnR": 14.0},
-            {"R1": 49.0, "R5": 72.0, "R10": 82.0, "MdR": 2.0, "MnR": 12.0}]
-    agg = aggregate_seeds(runs)
-    assert agg["R1"] == pytest.approx((48.0, math.sqrt(2)))
-    assert agg["MdR"] == (2.0, 0.0)
-    nested = aggregate_seeds([{"t2v": r, "v2t": r} for r in runs])
-    assert nested["v2t"]["MnR"] == pytest.approx((13.0, math.sqrt(2)))
-    table = mean_std_table({"mof": runs, "one seed": [runs[0]]})
-    assert table.loc["mof", "R@1"] == "48.0 ± 1.4"
-    assert table.loc["one seed", "R@1"] == "47.0"
-    assert mean_std_table({"mof": nested}, direction="t2v").loc["mof", "MnR"] == "13.0 ± 1.4"
-    with pytest.raises(ValueError, match="direction"):
-        mean_std_table({"mof": nested})
-    with pytest.raises(ValueError, match="runs\\[1\\]"):
-        aggregate_seeds([{"R1": 1.0}, {"R5": 1.0}])

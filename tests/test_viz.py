@@ -17,6 +17,7 @@ from matplotlib import colors as mcolors  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from mofkit.data.sampling import sample_indices, segment_bounds  # noqa: E402
+from mofkit.eval.stats import summarise_seeds  # noqa: E402
 from mofkit.viz import frames as F  # noqa: E402
 from mofkit.viz import plots as P  # noqa: E402
 from mofkit.viz import widgets as W  # noqa: E402
@@ -292,7 +293,7 @@ def test_ablation_table_mean_pm_std_over_seeds():
     with pytest.raises(KeyError, match="t2v_R10"):
         P.ablation_table(df, "method", metrics=("t2v_R10",))
 
-    s = P.summarise_seeds(df, ["method", "K"], ["t2v_R1"])
+    s = summarise_seeds(df, ["method", "K"], ["t2v_R1"])
     row = s[(s.method == "uniform") & (s.K == 16)].iloc[0]
     assert row["t2v_R1"] == pytest.approx(40.0) and row["t2v_R1_std"] == pytest.approx(1.0)
     assert row["gflops"] == pytest.approx(8.8 * 16 + 6) and row["seeds"] == 3  # costs come along
@@ -341,7 +342,7 @@ def test_tradeoff_plot_one_line_per_method_from_seed_means():
     assert all(c.has_yerr for c in ax.containers)  # spread over seeds
     assert ax.get_xlabel() == "inference GFLOPs per video"
     # precomputed spread column, the way notebook 05 calls it
-    s = P.summarise_seeds(_seed_table(), ["method", "K"])
+    s = summarise_seeds(_seed_table(), ["method", "K"])
     fig = P.tradeoff_plot(s, err_col="t2v_R1_std")
     seg = fig.axes[0].containers[1].lines[2][0].get_segments()[0]  # MOF's error bar
     assert seg[1][1] - seg[0][1] == pytest.approx(4.0)  # +/- 2

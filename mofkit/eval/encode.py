@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from mofkit.device import autocast
-from mofkit.eval.metrics import evaluate_similarity, similarity_matrix
+from mofkit.eval.metrics import metrics_from_counts, rank_counts, similarity_matrix
 
 
 @torch.no_grad()
@@ -75,7 +75,8 @@ def evaluate_model(model, *, frames_of: Callable[[np.ndarray], torch.Tensor], nu
 
     Returns:
         ``{"t2v", "v2t", "t2v_dsl", "v2t_dsl"}`` metric dicts plus ``n_videos``, ``n_queries``,
-        ``dropped`` (list of ids) and the raw ``sim`` matrix (torch, Q x V).
+        ``dropped`` (list of ids), the raw ``sim`` matrix (torch, Q x V) and ``counts``, each
+        direction's per-query ``(higher, tied)`` (:func:`mofkit.eval.metrics.rank_counts`).
     """
     video = encode_videos(model, frames_of, num_videos, preprocess=preprocess, device=device,
                           precision=precision, batch_size=batch_size)
@@ -84,6 +85,8 @@ def evaluate_model(model, *, frames_of: Callable[[np.ndarray], torch.Tensor], nu
     q2v = None
     if caption_video is not None and not np.array_equal(caption_video, np.arange(num_videos)):
         q2v = np.asarray(caption_video)
-    res = evaluate_similarity(sim, query_to_video=q2v, dsl=True)
-    res.update(n_videos=int(num_videos), n_queries=int(len(tokens)), dropped=list(dropped), sim=sim)
+    counts = rank_counts(sim, query_to_video=q2v, dsl=True)
+    res = {direction: metrics_from_counts(*c) for direction, c in counts.items()}
+    res.update(n_videos=int(num_videos), n_queries=int(len(tokens)), dropped=list(dropped), sim=sim,
+               counts=counts)
     return res

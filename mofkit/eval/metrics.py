@@ -266,15 +266,48 @@ def evaluate_similarity(sim, *, query_to_video=None, dsl: bool = True, ties: str
         each a ``{"R1", "R5", "R10", "MdR", "MnR"}`` dict.
     """
     _check_ties(ties)
+    counts = rank_counts(sim, query_to_video=query_to_video, dsl=dsl, dsl_temperature=dsl_temperature)
+    return {direction: metrics_from_counts(*c, ties=ties) for direction, c in counts.items()}
+
+
+def rank_counts(sim, *, query_to_video=None, dsl: bool = True,
+                dsl_temperature: float = 100.0) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per query, how many competitors score above its correct item and how many level with it.
+
+    These two counts are all a metric needs (with any tie rule), query by query, so a run keeps
+    them (``ranks.npz``) and paired statistics over test queries can be computed later from saved
+    runs without the similarity matrix.
+
+    Args:
+        sim, query_to_video, dsl, dsl_temperature: as for :func:`evaluate_similarity`.
+
+    Returns:
+        direction -> ``(higher, tied)``, two int64 arrays: one entry per query for ``t2v`` and
+        ``t2v_dsl`` (Q), per video for ``v2t`` and ``v2t_dsl`` (V).
+    """
     sim = _as_numpy(sim)
     q2v = _check_query_to_video(query_to_video, sim.shape)
-    out = {"t2v": _summarise(*_t2v_counts(sim, q2v), ties),
-           "v2t": _summarise(*_v2t_counts(sim, q2v), ties)}
+    out = {"t2v": _t2v_counts(sim, q2v), "v2t": _v2t_counts(sim, q2v)}
     if dsl:
         d = dual_softmax(sim, temperature=dsl_temperature)
-        out["t2v_dsl"] = _summarise(*_t2v_counts(d, q2v), ties)
-        out["v2t_dsl"] = _summarise(*_v2t_counts(d, q2v), ties)
+        out["t2v_dsl"] = _t2v_counts(d, q2v)
+        out["v2t_dsl"] = _v2t_counts(d, q2v)
     return out
+
+
+def metrics_from_counts(higher, tied, ties: str = "mean") -> dict:
+    """R@1/5/10, MdR, MnR from per-query counts (see :func:`rank_counts`).
+
+    Args:
+        higher: (Q,) competitors above each query's correct item.
+        tied: (Q,) competitors level with it.
+        ties: ``"mean"`` (default), ``"optimistic"`` or ``"pessimistic"``.
+
+    Returns:
+        ``{"R1", "R5", "R10", "MdR", "MnR"}`` as floats.
+    """
+    _check_ties(ties)
+    return _summarise(np.asarray(higher, np.int64), np.asarray(tied, np.int64), ties)
 
 
 def clip4clip_metrics(sim) -> dict:
@@ -388,67 +421,3 @@ def metrics_table(rows: Mapping[str, Mapping], decimals: int | None = None) -> p
             records[name] = {_LABELS[k]: m[k] for k in METRIC_KEYS}
     df = pd.DataFrame.from_dict(records, orient="index")
     return df.round(decimals) if decimals is not None else df
-
-
-def aggregate_seeds(runs: Sequence[Mapping]) -> dict:
-    """Mean and spread of metrics over seeds.
-
-    Args:
-        runs: one metrics dict per seed, flat (``{"R1": ...}``) or nested (``{"t2v": {...}}``), all
-            with the same keys.
-
-    Returns:
-        The same structure with each number replaced by ``(mean, std)``; std is the sample standard
-        deviation (ddof = 1), NaN for a single seed.
-    """
-    runs = list(runs)
-    if not runs:
-        raise ValueError("runs is empty; pass one metrics dict per seed")
-    keys = list(runs[0].keys())
-    for i, r in enumerate(runs[1:], start=1):
-        if list(r.keys()) != keys:
-            raise ValueError(f"runs[{i}] has keys {list(r.keys())}, runs[0] has {keys}; "
-                             "every seed must report the same metrics")
-    out = {}
-    for k in keys:
-        if isinstance(runs[0][k], Mapping):
-            out[k] = aggregate_seeds([r[k] for r in runs])
-        else:
-            x = np.asarray([float(r[k]) for r in runs])
-            out[k] = (float(x.mean()), float(x.std(ddof=1)) if len(x) > 1 else math.nan)
-    return out
-
-
-def _mean_std_cell(mean: float, std: float, decimals: int) -> str:
-    if math.isnan(std):
-        return f"{mean:.{decimals}f}"
-    return f"{mean:.{decimals}f} ± {std:.{decimals}f}"
-
-
-def mean_std_table(rows: Mapping[str, Sequence[Mapping] | Mapping], direction: str | None = None,
-                   decimals: int = 1) -> pd.DataFrame:
-    """A table of ``"48.0 ± 1.2"`` cells, one row per model, spread over seeds.
-
-    Args:
-        rows: name -> either a list of per-seed metrics dicts or the output of
-            :func:`aggregate_seeds`.
-        direction: for nested metrics (``{"t2v": {...}, ...}``), the direction to show.
-        decimals: digits after the point.
-
-    Returns:
-        DataFrame of strings indexed by name, columns R@1 .. MnR. A single seed shows no ± part.
-    """
-    records = {}
-    for name, value in rows.items():
-        agg = aggregate_seeds(value) if not isinstance(value, Mapping) else value
-        if direction is not None:
-            if direction not in agg:
-                raise KeyError(f"direction {direction!r} not in the metrics of {name!r}; "
-                               f"available: {list(agg)}")
-            agg = agg[direction]
-        elif all(isinstance(v, Mapping) for v in agg.values()):
-            raise ValueError(f"metrics of {name!r} are nested by direction {list(agg)}; "
-                             "pass direction=")
-        records[name] = {_LABELS[k]: _mean_std_cell(*agg[k], decimals) for k in METRIC_KEYS}
-    return pd.DataFrame.from_dict(records, orient="index")
-

@@ -438,7 +438,19 @@ class Trainer:
                              device=self.device, precision=self.precision,
                              batch_size=self.cfg.train.eval_batch_size, dropped=d.test_dropped)
         res.pop("sim", None)
+        self._rank_counts = res.pop("counts")  # kept apart: ranks.npz, not the JSON metrics
         return res
+
+    def _save_ranks(self) -> None:
+        """``ranks.npz``: each test query's rank counts at the end, for paired statistics."""
+        from mofkit.eval.stats import RANKS_FILE, save_ranks
+
+        d = self.data
+        q2v = d.test_caption_video
+        if q2v is not None and np.array_equal(q2v, np.arange(len(d.test))):
+            q2v = None
+        save_ranks(self.out_dir / RANKS_FILE, self._rank_counts, video_ids=d.test.video_ids,
+                   query_to_video=q2v)
 
     # -- the run -------------------------------------------------------------------------------
 
@@ -471,6 +483,7 @@ class Trainer:
                         row.update({f"{direction}_{k}": v for k, v in metrics[direction].items()})
                     if last:
                         final = metrics
+                        self._save_ranks()
             if m.enabled and m.update == "epoch" and (epoch + 1) % m.meta_every == 0:
                 row.update(self.meta_epoch(epoch))
             elif m.enabled and m.update == "batch":

@@ -16,10 +16,11 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from mofkit.eval.metrics import METRIC_KEYS, aggregate_seeds
+from mofkit.eval.metrics import METRIC_KEYS
+from mofkit.eval.stats import COST_COLUMNS, default_metrics, seed_stats, summarise_seeds
 from mofkit.viz.frames import FONT, save_figure
 
-__all__ = ["training_curves", "tradeoff_plot", "ablation_plot", "ablation_table", "summarise_seeds",
+__all__ = ["training_curves", "tradeoff_plot", "ablation_plot", "ablation_table",
            "headline_markdown", "efficiency_bars", "metric_label", "save_figure"]
 
 _LOSSES = (("train_loss", "base loss (training frames)", "-"),
@@ -30,9 +31,6 @@ _DIRECTIONS = {"t2v": "text-to-video", "v2t": "video-to-text", "t2v_dsl": "text-
                "v2t_dsl": "video-to-text (DSL)"}
 _METRICS = {"R1": "R@1 (%)", "R5": "R@5 (%)", "R10": "R@10 (%)", "MdR": "median rank",
             "MnR": "mean rank"}
-_DEFAULT_METRICS = ("t2v_R1", "t2v_R5", "t2v_R10", "t2v_MdR", "t2v_MnR")
-# carried along by summarise_seeds when present; videos_per_s: measured, file to embedding
-_COSTS = ("gflops", "text_gflops", "videos_per_s", "train_seconds")
 
 
 def metric_label(column: str) -> str:
@@ -161,59 +159,13 @@ def training_curves(history, *, title: str | None = None) -> Figure:
 # seeds
 
 
-def _seed_stats(df: pd.DataFrame, by: Sequence[str], metrics: Sequence[str]) -> dict[tuple, dict]:
-    """group key -> {metric: (mean, std)} plus ``"seeds"``, groups in order of appearance."""
-    missing = [c for c in [*by, *metrics] if c not in df]
-    if missing:
-        raise KeyError(f"columns {missing} not in the table; it has {list(df.columns)}")
-    out = {}
-    for key, d in df.groupby(list(by), sort=False):
-        rows = [{m: float(r[m]) for m in metrics} for _, r in d.iterrows()]
-        key = key if isinstance(key, tuple) else (key,)
-        out[key] = {**aggregate_seeds(rows), "seeds": len(rows)}
-    return out
-
-
-def _default_metrics(df: pd.DataFrame, metrics: Sequence[str] | None) -> list[str]:
-    # named metrics must exist; the default set keeps the ones the table has
-    return list(metrics) if metrics is not None else [m for m in _DEFAULT_METRICS if m in df]
-
-
-def summarise_seeds(df: pd.DataFrame, by: Sequence[str] | str,
-                    metrics: Sequence[str] | None = None) -> pd.DataFrame:
-    """Mean and sample std (ddof 1) over seeds of each setting, as numbers.
-
-    Args:
-        df: one row per (setting, seed).
-        by: the setting columns.
-        metrics: the metric columns; default those of ``t2v_R1, t2v_R5, t2v_R10, t2v_MdR,
-            t2v_MnR`` the table has.
-
-    Returns:
-        One row per setting: the ``by`` columns, ``<metric>`` (mean), ``<metric>_std`` (NaN for
-        one seed) and ``seeds``; the cost columns ``gflops``, ``text_gflops``, ``train_seconds``
-        are summarised too when the table has them, so the result feeds :func:`tradeoff_plot`.
-    """
-    by = [by] if isinstance(by, str) else list(by)
-    metrics = _default_metrics(df, metrics)
-    metrics += [c for c in _COSTS if c in df and c not in by and c not in metrics]
-    records = []
-    for key, st in _seed_stats(df, by, metrics).items():
-        rec = dict(zip(by, key))
-        for m in metrics:
-            rec[m], rec[f"{m}_std"] = st[m]
-        rec["seeds"] = st["seeds"]
-        records.append(rec)
-    return pd.DataFrame.from_records(records)
-
-
 def ablation_table(df: pd.DataFrame, by: Sequence[str] | str,
                    metrics: Sequence[str] | None = None, decimals: int = 1, *,
                    directions: Sequence[str] | None = None) -> pd.DataFrame:
     """``"mean ± std"`` cells over seeds, one row per setting.
 
-    Statistics are those of :func:`mofkit.eval.metrics.aggregate_seeds` (sample std); a setting
-    with one seed shows the mean alone, as :func:`mofkit.eval.metrics.mean_std_table` does.
+    Statistics are those of :func:`mofkit.eval.stats.seed_stats` (sample std); a setting with one
+    seed shows the mean alone.
 
     Args:
         df: one row per (setting, seed).
@@ -231,11 +183,11 @@ def ablation_table(df: pd.DataFrame, by: Sequence[str] | str,
     by = [by] if isinstance(by, str) else list(by)
     if directions is not None:
         metrics = [f"{d}_{k}" for d in directions for k in METRIC_KEYS]
-    metrics = _default_metrics(df, metrics)
+    metrics = default_metrics(df, metrics)
     if not metrics:
         raise KeyError(f"ablation_table: no metric columns; pass metrics= (the table has "
                        f"{list(df.columns)})")
-    stats = _seed_stats(df, by, metrics)
+    stats = seed_stats(df, by, metrics)
 
     def cell(mean: float, std: float) -> str:
         text = f"{mean:.{decimals}f}"
@@ -265,7 +217,7 @@ def headline_markdown(df: pd.DataFrame, *, by: Sequence[str] = ("method", "K"),
     """
     by = list(by)
     table = ablation_table(df, by, decimals=decimals, directions=directions)
-    costs = summarise_seeds(df, by, []) if any(c in df for c in _COSTS) else None
+    costs = summarise_seeds(df, by, []) if any(c in df for c in COST_COLUMNS) else None
     short = {"R1": "R@1", "R5": "R@5", "R10": "R@10", "MdR": "MdR", "MnR": "MnR"}
     head = [" / ".join(by)] + [f"{m.rpartition('_')[0]} {short.get(m.rpartition('_')[2], m)}"
                                for m in table.columns if m != "seeds"]
@@ -318,7 +270,7 @@ def tradeoff_plot(df: pd.DataFrame, *, x: str = "gflops", y: str = "t2v_R1",
         The figure (one line per method).
     """
     cols = [x, y] + ([err_col] if err_col else [])
-    stats = _seed_stats(df, [method_col, k_col], cols)
+    stats = seed_stats(df, [method_col, k_col], cols)
     fig = Figure(figsize=(6.0, 4.2), layout="constrained")
     ax = fig.add_subplot()
     methods = list(dict.fromkeys(k[0] for k in stats))

@@ -1,0 +1,150 @@
+"""Statistics over runs: seeds summarised per setting, and the per-query ranks runs keep.
+
+* :func:`aggregate_seeds` and :func:`summarise_seeds` are the one seed-summary API (mean and
+  sample standard deviation, ddof 1, over seeds); tables and plots in ``mofkit.viz`` format what
+  they return.
+* :func:`save_ranks` / :func:`load_ranks`: every finished run writes ``ranks.npz``, each test
+  query's counts of competitors above and level with its correct item
+  (:func:`mofkit.eval.metrics.rank_counts`), so that paired statistics between runs (same test
+  queries, seeds paired) can be computed from saved runs.
+"""
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from mofkit.eval.metrics import DIRECTIONS, METRIC_KEYS
+
+# Default metric columns of a seed summary, and the cost columns carried along when present
+# (videos_per_s: measured, from file to embedding).
+DEFAULT_METRICS = tuple(f"t2v_{k}" for k in METRIC_KEYS)
+COST_COLUMNS = ("gflops", "text_gflops", "videos_per_s", "train_seconds")
+RANKS_FILE = "ranks.npz"
+
+
+def aggregate_seeds(runs: Sequence[Mapping]) -> dict:
+    """Mean and spread of metrics over seeds.
+
+    Args:
+        runs: one metrics dict per seed, flat (``{"R1": ...}``) or nested (``{"t2v": {...}}``), all
+            with the same keys.
+
+    Returns:
+        The same structure with each number replaced by ``(mean, std)``; std is the sample standard
+        deviation (ddof = 1), NaN for a single seed.
+    """
+    runs = list(runs)
+    if not runs:
+        raise ValueError("runs is empty; pass one metrics dict per seed")
+    keys = list(runs[0].keys())
+    for i, r in enumerate(runs[1:], start=1):
+        if list(r.keys()) != keys:
+            raise ValueError(f"runs[{i}] has keys {list(r.keys())}, runs[0] has {keys}; "
+                             "every seed must report the same metrics")
+    out = {}
+    for k in keys:
+        if isinstance(runs[0][k], Mapping):
+            out[k] = aggregate_seeds([r[k] for r in runs])
+        else:
+            x = np.asarray([float(r[k]) for r in runs])
+            out[k] = (float(x.mean()), float(x.std(ddof=1)) if len(x) > 1 else math.nan)
+    return out
+
+
+def seed_stats(df: pd.DataFrame, by: Sequence[str], metrics: Sequence[str]) -> dict[tuple, dict]:
+    """Per setting of a (setting, seed) table: ``{metric: (mean, std), "seeds": n}``.
+
+    Args:
+        df: one row per (setting, seed).
+        by: the setting columns.
+        metrics: the columns to summarise.
+
+    Returns:
+        setting key (a tuple of the ``by`` values) -> statistics, in order of appearance.
+    """
+    missing = [c for c in [*by, *metrics] if c not in df]
+    if missing:
+        raise KeyError(f"columns {missing} not in the table; it has {list(df.columns)}")
+    out = {}
+    for key, d in df.groupby(list(by), sort=False):
+        rows = [{m: float(r[m]) for m in metrics} for _, r in d.iterrows()]
+        key = key if isinstance(key, tuple) else (key,)
+        out[key] = {**aggregate_seeds(rows), "seeds": len(rows)}
+    return out
+
+
+def default_metrics(df: pd.DataFrame, metrics: Sequence[str] | None) -> list[str]:
+    """``metrics`` as given (each must exist), or the default ones the table has."""
+    return list(metrics) if metrics is not None else [m for m in DEFAULT_METRICS if m in df]
+
+
+def summarise_seeds(df: pd.DataFrame, by: Sequence[str] | str,
+                    metrics: Sequence[str] | None = None) -> pd.DataFrame:
+    """Mean and sample std (ddof 1) over seeds of each setting, as numbers.
+
+    Args:
+        df: one row per (setting, seed).
+        by: the setting columns.
+        metrics: the metric columns; default those of ``t2v_R1 .. t2v_MnR`` the table has.
+
+    Returns:
+        One row per setting: the ``by`` columns, ``<metric>`` (mean), ``<metric>_std`` (NaN for
+        one seed) and ``seeds``; the cost columns (:data:`COST_COLUMNS`) are summarised too when
+        the table has them, so the result feeds ``mofkit.viz.plots.tradeoff_plot``.
+    """
+    by = [by] if isinstance(by, str) else list(by)
+    metrics = default_metrics(df, metrics)
+    metrics += [c for c in COST_COLUMNS if c in df and c not in by and c not in metrics]
+    records = []
+    for key, st in seed_stats(df, by, metrics).items():
+        rec = dict(zip(by, key))
+        for m in metrics:
+            rec[m], rec[f"{m}_std"] = st[m]
+        rec["seeds"] = st["seeds"]
+        records.append(rec)
+    return pd.DataFrame.from_records(records)
+
+
+def save_ranks(path: str | os.PathLike, counts: Mapping[str, tuple], *, video_ids: Sequence[str],
+               query_to_video: np.ndarray | None = None) -> Path:
+    """Write a run's per-query rank counts (atomically: a temporary file renamed over ``path``).
+
+    Args:
+        path: the file (a run writes ``<out_dir>/ranks.npz``).
+        counts: direction -> ``(higher, tied)``, as :func:`mofkit.eval.metrics.rank_counts`.
+        video_ids: the test videos, in column order, so that two runs can be paired.
+        query_to_video: (Q,) column of each query; None when query i belongs to video i.
+    """
+    path = Path(path)
+    arrays = {"video_ids": np.asarray(list(video_ids), dtype=str)}
+    if query_to_video is not None:
+        arrays["query_to_video"] = np.asarray(query_to_video, np.int64)
+    for direction, (higher, tied) in counts.items():
+        arrays[f"{direction}_higher"] = np.asarray(higher, np.int64)
+        arrays[f"{direction}_tied"] = np.asarray(tied, np.int64)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        np.savez(f, **arrays)
+    os.replace(tmp, path)
+    return path
+
+
+def load_ranks(path: str | os.PathLike) -> dict:
+    """A run's rank counts: ``{"video_ids", "query_to_video" (or None), "counts": {direction:
+    (higher, tied)}}``; ``path`` is the file or the run's folder."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / RANKS_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: runs write it when they finish (runs of older "
+                                f"versions did not; train them again to compare queries)")
+    with np.load(path) as z:
+        counts = {d: (z[f"{d}_higher"], z[f"{d}_tied"]) for d in DIRECTIONS if f"{d}_higher" in z}
+        return {"video_ids": [str(v) for v in z["video_ids"]],
+                "query_to_video": z["query_to_video"] if "query_to_video" in z else None,
+                "counts": counts}

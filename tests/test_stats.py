@@ -1,0 +1,76 @@
+"""Seed summaries and the per-query rank counts every run keeps (for paired statistics later)."""
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mofkit.eval.metrics import evaluate_similarity, metrics_from_counts, rank_counts
+from mofkit.eval.stats import aggregate_seeds, load_ranks, save_ranks, summarise_seeds
+
+
+def test_aggregate_seeds_is_mean_and_sample_std():
+    runs = [{"R1": 47.0, "R5": 70.0, "R10": 80.0, "MdR": 2.0, "MnR": 14.0},
+            {"R1": 49.0, "R5": 72.0, "R10": 82.0, "MdR": 2.0, "MnR": 12.0}]
+    agg = aggregate_seeds(runs)
+    assert agg["R1"] == pytest.approx((48.0, math.sqrt(2)))
+    assert agg["MdR"] == (2.0, 0.0)
+    nested = aggregate_seeds([{"t2v": r, "v2t": r} for r in runs])
+    assert nested["v2t"]["MnR"] == pytest.approx((13.0, math.sqrt(2)))
+    assert math.isnan(aggregate_seeds(runs[:1])["R1"][1])
+    with pytest.raises(ValueError, match="runs\\[1\\]"):
+        aggregate_seeds([{"R1": 1.0}, {"R5": 1.0}])
+
+
+def test_summarise_seeds_per_setting_with_costs():
+    df = pd.DataFrame({"method": ["uniform"] * 3 + ["MOF"], "K": [4] * 4, "seed": [0, 1, 2, 0],
+                       "t2v_R1": [20.0, 22.0, 24.0, 30.0], "gflops": [0.068] * 4,
+                       "train_seconds": [10.0, 12.0, 14.0, 40.0]})
+    s = summarise_seeds(df, ["method", "K"])
+    assert list(s["method"]) == ["uniform", "MOF"] and list(s["seeds"]) == [3, 1]
+    assert s.loc[0, "t2v_R1"] == 22.0 and s.loc[0, "t2v_R1_std"] == pytest.approx(2.0)
+    assert math.isnan(s.loc[1, "t2v_R1_std"]) and s.loc[0, "train_seconds"] == 12.0
+    with pytest.raises(KeyError, match="not in the table"):
+        summarise_seeds(df, ["method"], ["v2t_R1"])
+
+
+def test_rank_counts_give_the_same_metrics_query_by_query():
+    rng = np.random.default_rng(0)
+    sim = rng.normal(size=(30, 30))
+    sim[3, :] = sim[3, 3]  # a query tied with every video
+    counts = rank_counts(sim)
+    whole = evaluate_similarity(sim)
+    for direction, (higher, tied) in counts.items():
+        assert higher.shape == (30,) and metrics_from_counts(higher, tied) == whole[direction]
+    assert counts["t2v"][1][3] == 29  # the tied query: 29 competitors level with it
+    q2v = np.repeat(np.arange(10), 3)  # three captions per video
+    multi = rank_counts(sim[:, :10], query_to_video=q2v)
+    assert multi["t2v"][0].shape == (30,) and multi["v2t"][0].shape == (10,)
+    assert metrics_from_counts(*multi["v2t"]) == evaluate_similarity(sim[:, :10], query_to_video=q2v)["v2t"]
+
+
+def test_saved_ranks_read_back(tmp_path):
+    counts = rank_counts(np.eye(4) + 0.1)
+    path = save_ranks(tmp_path / "ranks.npz", counts, video_ids=["a", "b", "c", "d"])
+    back = load_ranks(tmp_path)
+    assert back["video_ids"] == ["a", "b", "c", "d"] and back["query_to_video"] is None
+    for d in counts:
+        assert all(np.array_equal(x, y) for x, y in zip(back["counts"][d], counts[d]))
+    assert not list(tmp_path.glob(".*.tmp")) and path.is_file()
+    with pytest.raises(FileNotFoundError, match="runs write it when they finish"):
+        load_ranks(tmp_path / "nothing")
+
+
+@pytest.mark.slow
+def test_a_finished_run_keeps_ranks_that_give_its_metrics(tmp_path):
+    from mofkit.config import get_config
+    from mofkit.train.loop import train
+
+    cfg = get_config("smoke", {"data.root": str(tmp_path / "corpus"), "data.cache_dir": str(tmp_path / "cache"),
+                               "out_dir": str(tmp_path / "run")})
+    res = train(cfg, progress=False)
+    saved = load_ranks(res.out_dir)
+    assert len(saved["video_ids"]) == res.final["n_videos"]
+    for direction in ("t2v", "v2t", "t2v_dsl", "v2t_dsl"):
+        assert metrics_from_counts(*saved["counts"][direction]) == res.final[direction]
+    assert "counts" not in res.final and "sim" not in res.final
