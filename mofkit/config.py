@@ -78,6 +78,8 @@ class TrainConfig:
     lr: float = 1e-3  # learning rate of new modules, and of the towers when training from scratch
     tower_lr: float | None = None  # learning rate of pretrained towers; None: same as lr
     weight_decay: float = 0.1  # AdamW decay on matrices (not on biases, norms, embeddings)
+    betas: tuple[float, float] = (0.9, 0.98)  # AdamW betas (CLIP's)
+    eps: float = 1e-6  # AdamW epsilon (CLIP's)
     warmup_fraction: float = 0.1  # share of all steps spent in linear warmup before the cosine decay
     grad_clip: float = 1.0  # max global gradient norm; 0 disables clipping
     grad_accum: int = 1  # micro-batches per optimiser step

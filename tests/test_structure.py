@@ -113,3 +113,28 @@ def test_a_bad_override_on_the_command_line_is_one_line(capsys):
     assert main(["train", "--profile", "smoke", "--set", "train.epochs=abc"]) == 2
     err = capsys.readouterr().err
     assert err.strip() == "mofkit train: config override 'train.epochs': expects int, got 'abc' (str)"
+
+
+def test_the_trainer_does_not_branch_on_the_method():
+    """The loop reads no method settings: what differs between methods lives in train/tasks.py."""
+    tree = ast.parse((PKG / "train" / "loop.py").read_text())
+    touched = sorted({node.lineno for node in ast.walk(tree)
+                      if isinstance(node, ast.Attribute) and node.attr in ("mof", "train_sampling")})
+    assert not touched, f"mofkit/train/loop.py reads method settings at lines {touched}"
+
+
+def test_create_task_picks_the_method_from_the_config():
+    from types import SimpleNamespace
+
+    from mofkit.train.tasks import TASKS, create_task, task_name
+
+    assert task_name(get_config("smoke")) == "baseline"
+    assert task_name(get_config("smoke", {"data.train_sampling": "rand"})) == "baseline"
+    assert task_name(get_config("smoke", {"mof.enabled": True})) == "mof"
+    assert task_name(get_config("smoke", {"mof.enabled": True, "mof.update": "batch"})) == "mof-batch"
+    with pytest.raises(ValueError, match="mof.update='sometimes'"):
+        task_name(get_config("smoke", {"mof.enabled": True, "mof.update": "sometimes"}))
+    fake = SimpleNamespace(cfg=get_config("smoke"), out_dir=Path("."), info=None)
+    assert type(create_task(fake)) is TASKS["baseline"]
+    with pytest.raises(ValueError, match="unknown training task 'nope'"):
+        create_task(fake, "nope")

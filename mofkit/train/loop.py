@@ -1,5 +1,9 @@
 """Training: the uniform-K baseline and MOF's bilevel schedule; resumable; one process or DDP.
 
+The :class:`Trainer` runs one training *task* (``mofkit.train.tasks``: the baseline, MOF, MOF with
+interleaved frame updates, ...) without branching on which: the task gives each base step its
+frames, does the epoch-end work and adds its state to the checkpoint. What the tasks do:
+
 One epoch (``cfg.mof.enabled`` False, the baseline): K frames per video (uniform, or rand from the
 cached dense grid), random resized crop, one random caption per video, symmetric InfoNCE, AdamW with
 warmup + cosine, gradient clipping and accumulation, mixed precision on CUDA only.
@@ -109,12 +113,14 @@ class Trainer:
         self._setup_model()
         self._setup_data()
         self._setup_optim()
-        self.bank = None
         self.history: list[dict] = []
         self.start_epoch = 0
         self.train_seconds = 0.0
-        self.frame_steps = 0  # meta epochs whose frame update has been applied
         self.nonfinite_total = 0
+        self._epoch_nonfinite = 0
+        from mofkit.train.tasks import create_task
+
+        self.task = create_task(self)
         from mofkit.train.monitor import RunMonitor
 
         self.monitor = RunMonitor(self.out_dir, "/".join(self.out_dir.parts[-3:]), cfg.train.epochs,
@@ -148,10 +154,10 @@ class Trainer:
         t = self.cfg.train
         groups = param_groups(self.model, lr=t.lr, tower_lr=t.tower_lr, weight_decay=t.weight_decay)
         try:  # the fused kernel is ~20x faster than the per-tensor loop on CPU (large embeddings)
-            self.optimizer = torch.optim.AdamW(groups, lr=t.lr, betas=(0.9, 0.98), eps=1e-6,
+            self.optimizer = torch.optim.AdamW(groups, lr=t.lr, betas=tuple(t.betas), eps=t.eps,
                                                fused=True)
         except (RuntimeError, TypeError):
-            self.optimizer = torch.optim.AdamW(groups, lr=t.lr, betas=(0.9, 0.98), eps=1e-6)
+            self.optimizer = torch.optim.AdamW(groups, lr=t.lr, betas=tuple(t.betas), eps=t.eps)
         self.steps_per_epoch = max(1, len(self.data.train) // t.batch_size // t.grad_accum)
         total = self.steps_per_epoch * t.epochs
         warmup = int(round(t.warmup_fraction * total))
@@ -159,72 +165,13 @@ class Trainer:
                                                            _warmup_cosine(total, warmup))
         self.scaler = grad_scaler(self.device, self.precision)
 
-    def _setup_bank(self) -> None:
-        from mofkit.bilevel.bank import FrameBank
-
-        bank_dir = self.out_dir / "bank"
-        if self.info.is_main:
-            data = self.data
-
-            def init(rows: np.ndarray) -> torch.Tensor:
-                frames = data.train_clips.frames_of(rows)  # (B, K, H, W, 3) uint8
-                if self.cfg.mof.init == "train_crop":
-                    seeds = [(self.cfg.train.seed, -1, int(r)) for r in rows]
-                    return self.preprocess.train_with_seeds(frames, seeds, **data.aug).cpu()
-                return self.preprocess.eval(frames).cpu()  # (B, K, 3, S, S)
-
-            self.bank = FrameBank.create(bank_dir, data.train.video_ids, self.cfg.data.num_frames,
-                                         self.bundle.image_size, dtype=self.cfg.mof.bank_dtype,
-                                         init=init, seed=self.cfg.train.seed, overwrite=True)
-        D.barrier(self.info)
-        if not self.info.is_main:
-            self.bank = FrameBank.open(bank_dir)
-        self._snapshot(0)
-
-    def _snapshot(self, epoch: int) -> None:
-        """The first few training videos' compressed frames, for the visualisation notebook.
-
-        Frames are denormalised (``x * std + mean``: the [0, 1] image scale, not clipped) so that
-        changes far below a grey level survive: ``epoch_000.npy`` holds the start in float32, and
-        every later ``epoch_NNN.npy`` the change since then in float16 (a small change keeps its
-        digits there, where a float16 image would round it away), half the bytes of float32.
-        ``mofkit.notebook.load_snapshots`` adds them back up.
-        """
-        n = min(self.cfg.mof.snapshot_videos, len(self.data.train))
-        if not self.info.is_main or n == 0:
-            return
-        rows = np.arange(n)
-        mean = torch.as_tensor(self.bundle.mean, dtype=torch.float32).view(1, 1, 3, 1, 1)
-        std = torch.as_tensor(self.bundle.std, dtype=torch.float32).view(1, 1, 3, 1, 1)
-        x = self.bank.read(rows) * std + mean  # (n, K, 3, S, S)
-        x = torch.nan_to_num(x, nan=0.0, posinf=1.0, neginf=0.0)
-        images = x.permute(0, 1, 3, 4, 2).contiguous().numpy()  # (n, K, S, S, 3) float32
-        folder = self.out_dir / "snapshots"
-        folder.mkdir(parents=True, exist_ok=True)
-        if epoch == 0:
-            np.save(folder / "epoch_000.npy", images)
-            (folder / "videos.json").write_text(json.dumps(
-                [self.data.train.video_ids[int(r)] for r in rows]))
-        else:
-            start = np.load(folder / "epoch_000.npy")
-            np.save(folder / f"epoch_{epoch:03d}.npy", (images - start).astype(np.float16))
-
     # -- checkpoint ----------------------------------------------------------------------------
 
     def save(self, epoch: int, final: dict | None = None) -> None:
-        """Checkpoint (rank 0 writes); afterwards every rank holds a writable bank generation."""
+        """Checkpoint (rank 0 writes); then the task's after-checkpoint work on every rank."""
         if self.info.is_main:
             self._write_checkpoint(epoch, final)
-        if self.bank is not None and self.cfg.mof.update == "batch" and self.info.enabled:
-            # The checkpointed generation is sealed; interleaved updates go to a fresh copy that
-            # every rank must open before writing its own rows.
-            if self.info.is_main:
-                self.bank.begin_generation()
-            D.barrier(self.info)
-            if not self.info.is_main:
-                from mofkit.bilevel.bank import FrameBank
-
-                self.bank = FrameBank.open(self.bank.directory)
+        self.task.after_checkpoint()
 
     def _write_checkpoint(self, epoch: int, final: dict | None) -> None:
         state = {
@@ -232,13 +179,10 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
             "rng": rng_state(), "epoch": epoch, "config": self.cfg.to_dict(),
             "history": self.history, "train_seconds": self.train_seconds,
-            "frame_steps": self.frame_steps, "nonfinite_total": self.nonfinite_total,
-            "bank": self.bank.commit() if self.bank is not None else None, "final": final,
-            "arch": self.cfg.model.arch,
+            "nonfinite_total": self.nonfinite_total, "final": final, "arch": self.cfg.model.arch,
+            "task": self.task.name, "frame_steps": 0, "bank": None, **self.task.state_dict(),
         }
         atomic_torch_save(state, checkpoint_path(self.out_dir))
-        if self.bank is not None:
-            self.bank.prune(keep={self.bank.generation})
 
     def load(self) -> dict | None:
         path = checkpoint_path(self.out_dir)
@@ -254,16 +198,9 @@ class Trainer:
         set_rng_state(ckpt["rng"])
         self.history = list(ckpt["history"])
         self.train_seconds = float(ckpt.get("train_seconds", 0.0))
-        self.frame_steps = int(ckpt.get("frame_steps", 0))
         self.nonfinite_total = int(ckpt.get("nonfinite_total", 0))
         self.start_epoch = int(ckpt["epoch"]) + 1
-        if ckpt.get("bank") is not None:
-            from mofkit.bilevel.bank import FrameBank
-
-            self.bank = FrameBank.restore(ckpt["bank"])
-            D.barrier(self.info)  # every rank has restored before the main one prunes
-            if self.info.is_main:  # generations a killed session wrote after this checkpoint
-                self.bank.prune(keep={self.bank.generation})
+        self.task.load_state_dict(ckpt)
         return ckpt
 
     # -- steps ---------------------------------------------------------------------------------
@@ -278,95 +215,36 @@ class Trainer:
         video = D.gather_features(video.float(), self.info)
         return contrastive_loss(text, video, scale.float())
 
-    def _compressed_frames(self, rows: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
-        """Bank frames of these training rows, minus rows holding non-finite values."""
-        x = self.bank.read(rows)  # (B, K, 3, S, S) float32
-        ok = torch.isfinite(x.flatten(1)).all(dim=1).numpy()
-        if not ok.all():
-            self._report_nonfinite(rows[~ok], "frame")
-        return x[torch.from_numpy(ok)].to(self.device), rows[ok]
-
-    def _report_nonfinite(self, rows: np.ndarray, what: str) -> None:
+    def report_nonfinite(self, rows: np.ndarray, what: str) -> None:
+        """Warn about training rows whose frames or hypergradients are not finite; count them."""
         ids = [self.data.train.video_ids[int(r)] for r in rows]
         self.nonfinite_total += len(ids)
         self._epoch_nonfinite += len(ids)
         warnings.warn(f"non-finite {what} for videos {ids[:10]}{' ...' if len(ids) > 10 else ''}: "
                       f"their update is skipped ({self.nonfinite_total} so far)", RuntimeWarning)
 
-    def _meta_step(self, rows: np.ndarray, tokens: torch.Tensor, meta_frames: torch.Tensor,
-                   *, apply_now: bool) -> tuple[float, float] | None:
-        """Hypergradient for one meta batch; accumulate it in the bank or apply it at once."""
-        from mofkit.bilevel.meta import hypergradient
-        from mofkit.models.loss import contrastive_loss
-
-        x, kept = self._compressed_frames(rows)
-        if len(kept) < 2:  # a contrastive loss needs at least two videos
-            return None
-        keep = np.isin(rows, kept)
-        v = self.preprocess.eval(meta_frames[torch.from_numpy(keep)].to(self.device))  # (B, N, 3, S, S)
-        m = self.cfg.mof
-        was_training = self.model.training
-        self.model.eval()  # the meta step sees no dropout and changes no weight
-        res = hypergradient(self.model, contrastive_loss, tokens[torch.from_numpy(keep)].to(self.device),
-                            x, v, alpha=m.alpha, method=m.hypergrad, fd_eps=m.fd_eps,
-                            autocast=autocast(self.device, self.precision))
-        self.model.train(was_training)
-        finite = res.finite.cpu().numpy()
-        if not finite.all():
-            self._report_nonfinite(kept[~finite], "hypergradient")
-        rows_ok, grad = kept[finite], res.grad[torch.from_numpy(finite)].float().cpu()
-        if len(rows_ok):
-            if apply_now:
-                skipped = self.bank.step_rows(rows_ok, grad, lr=self._frame_lr(),
-                                              betas=tuple(m.frame_betas))
-            else:
-                skipped = self.bank.accumulate(rows_ok, grad)
-            if len(skipped):
-                self._report_nonfinite(np.asarray(skipped), "hypergradient")
-        return res.loss_compressed, res.loss_whole
-
     def _learning_rates(self) -> dict[str, float]:
         """The current learning rate of each parameter group, as ``lr_<group name>``."""
         return {f"lr_{group.get('name', j)}": float(group["lr"])
                 for j, group in enumerate(self.optimizer.param_groups)}
 
-    def _frame_lr(self) -> float:
-        from mofkit.bilevel.bank import step_lr
-
-        m = self.cfg.mof
-        return step_lr(m.frame_lr, self.frame_steps, m.frame_lr_step, m.frame_lr_gamma)
-
-    def _tqdm(self, it, total: int, desc: str):
+    def tqdm(self, it, total: int, desc: str):
         from tqdm.auto import tqdm
 
         return tqdm(it, total=total, desc=desc, disable=not (self.progress and self.info.is_main),
                     leave=False, dynamic_ncols=True)
 
     def base_epoch(self, epoch: int) -> dict:
-        """One pass over the training videos updating the model (and, interleaved, the frames)."""
-        cfg, t, m = self.cfg, self.cfg.train, self.cfg.mof
-        mof, interleave = m.enabled, m.enabled and m.update == "batch"
+        """One pass over the training videos updating the model on the frames the task gives."""
+        t = self.cfg.train
         batches = epoch_batches(len(self.data.train), t.batch_size, t.seed, epoch, self.info)
-        loader = self.data.train_loader(batches, epoch, with_meta=interleave)
+        loader = self.data.train_loader(batches, epoch, with_meta=self.task.meta_frames)
         self.model.train()
-        losses, meta_l1, meta_l2, n_videos, t0 = [], [], [], 0, time.time()
-        bar = self._tqdm(loader, len(batches), f"epoch {epoch + 1}/{t.epochs}")
+        losses, n_videos, t0 = [], 0, time.time()
+        bar = self.tqdm(loader, len(batches), f"epoch {epoch + 1}/{t.epochs}")
         self.optimizer.zero_grad(set_to_none=True)
         for i, batch in enumerate(bar):
-            rows = batch["index"].numpy()
-            tokens = batch["tokens"]
-            if interleave:
-                out = self._meta_step(rows, tokens, batch["meta_frames"], apply_now=True)
-                if out is not None:
-                    meta_l1.append(out[0])
-                    meta_l2.append(out[1])
-            if mof:
-                frames, kept = self._compressed_frames(rows)  # (B, K, 3, S, S)
-                tokens = tokens[torch.from_numpy(np.isin(rows, kept))]
-            else:
-                frames = self.preprocess.train_with_seeds(
-                    batch["frames"].to(self.device), [(t.seed, epoch, int(r)) for r in rows],
-                    **self.data.aug)  # (B, K, 3, S, S)
+            frames, tokens = self.task.step_inputs(batch, epoch)  # (B, K, 3, S, S), (B, L)
             loss = self._forward_loss(tokens.to(self.device), frames) / t.grad_accum
             self.scaler.scale(loss).backward()
             if (i + 1) % t.grad_accum == 0:
@@ -380,50 +258,13 @@ class Trainer:
                 self.monitor.step(epoch, (i + 1) // t.grad_accum, self.steps_per_epoch,
                                   loss.item() * t.grad_accum, self._learning_rates())
             losses.append(loss.item() * t.grad_accum)
-            n_videos += len(rows) * self.info.world_size
+            n_videos += len(batch["index"]) * self.info.world_size
             bar.set_postfix(loss=f"{losses[-1]:.3f}", vid_s=f"{n_videos / (time.time() - t0):.0f}")
         stats = {"train_loss": D.all_reduce_mean(float(np.mean(losses)) if losses else float("nan"),
                                                  self.info, self.device),
                  "lr": self.optimizer.param_groups[0]["lr"], "base_seconds": time.time() - t0}
-        if interleave and meta_l1:
-            stats.update(meta_loss_compressed=float(np.mean(meta_l1)),
-                         meta_loss_whole=float(np.mean(meta_l2)))
+        stats.update(self.task.epoch_stats())
         return stats
-
-    def meta_epoch(self, epoch: int) -> dict:
-        """Accumulate every training video's hypergradient, then one Adam step on all frames."""
-        m, t = self.cfg.mof, self.cfg.train
-        mb = m.meta_batch_size or t.batch_size // self.info.world_size
-        # Meta batches are cut from one global order and dealt round-robin to ranks, so each video's
-        # hypergradient is computed by exactly one rank and reaches the bank exactly once.
-        batches = epoch_batches(len(self.data.train), mb, t.seed, epoch, D.DistInfo(),
-                                drop_last=False, salt=1)
-        mine = [b for j, b in enumerate(batches) if j % self.info.world_size == self.info.rank]
-        loader = self.data.train_loader(mine, epoch, with_meta=True, frames=False)
-        l1, l2, t0 = [], [], time.time()
-        for batch in self._tqdm(loader, len(mine), f"meta {epoch + 1}/{t.epochs}"):
-            out = self._meta_step(batch["index"].numpy(), batch["tokens"], batch["meta_frames"],
-                                  apply_now=False)
-            if out is not None:
-                l1.append(out[0])
-                l2.append(out[1])
-        D.barrier(self.info)
-        stats: dict[str, Any] = {}
-        if self.info.is_main:
-            stats = self.bank.step_accumulated(lr=self._frame_lr(), betas=tuple(m.frame_betas))
-        D.barrier(self.info)
-        if not self.info.is_main:
-            from mofkit.bilevel.bank import FrameBank
-
-            self.bank = FrameBank.open(self.bank.directory)
-        self.frame_steps += 1
-        out = {"meta_loss_compressed": D.all_reduce_mean(float(np.mean(l1)) if l1 else float("nan"),
-                                                         self.info, self.device),
-               "meta_loss_whole": D.all_reduce_mean(float(np.mean(l2)) if l2 else float("nan"),
-                                                    self.info, self.device),
-               "meta_seconds": time.time() - t0}
-        out.update({f"frames_{k}": v for k, v in stats.items() if isinstance(v, (int, float))})
-        return out
 
     def evaluate(self) -> dict | None:
         """Test metrics on rank 0 (None elsewhere)."""
@@ -455,7 +296,7 @@ class Trainer:
     # -- the run -------------------------------------------------------------------------------
 
     def fit(self, *, resume: bool = True, stop_after_epoch: int | None = None) -> TrainResult:
-        cfg, t, m = self.cfg, self.cfg.train, self.cfg.mof
+        cfg, t = self.cfg, self.cfg.train
         resumed = None
         ckpt = self.load() if resume else None
         if ckpt is not None:
@@ -463,8 +304,7 @@ class Trainer:
             if self.start_epoch >= t.epochs and ckpt.get("final") is not None:
                 self.monitor.end(ckpt["final"], reused=True)
                 return self._result(ckpt["final"], resumed)
-        if m.enabled and self.bank is None:
-            self._setup_bank()
+        self.task.start()
         if self.info.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             atomic_write_text(self.out_dir / "config.json", json.dumps(cfg.to_dict(), indent=2))
@@ -484,12 +324,7 @@ class Trainer:
                     if last:
                         final = metrics
                         self._save_ranks()
-            if m.enabled and m.update == "epoch" and (epoch + 1) % m.meta_every == 0:
-                row.update(self.meta_epoch(epoch))
-            elif m.enabled and m.update == "batch":
-                self.frame_steps += 1  # the frame lr schedule counts epochs in interleaved mode
-            if m.enabled and ("meta_loss_whole" in row):
-                self._snapshot(epoch + 1)
+            row.update(self.task.end_epoch(epoch))
             row["nonfinite_skipped"] = self._epoch_nonfinite
             row["epoch_seconds"] = time.time() - t_epoch
             self.train_seconds += row["epoch_seconds"]

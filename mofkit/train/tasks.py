@@ -1,0 +1,379 @@
+"""Training methods as tasks: what a base step trains on, what an epoch's end does, what is saved.
+
+The :class:`~mofkit.train.loop.Trainer` runs any task without knowing which: every optimiser step
+asks the task for the step's frames (:meth:`Task.step_inputs`), every epoch ends with
+:meth:`Task.end_epoch`, and checkpoints carry :meth:`Task.state_dict`. A new method (a control, a
+frame compressor, a pretraining stage) is a new task registered in :data:`TASKS`, not a flag in
+the loop.
+
+Tasks here:
+
+* ``baseline``: K frames per video decoded from the cache (``data.train_sampling``: uniform
+  segment mid-points or one random frame per segment), the random resized crop of every epoch.
+* ``mof``: MOF with the reference's schedule (``mof.update = "epoch"``): the base step trains on
+  each video's K compressed frames from the bank; every ``mof.meta_every`` epochs a meta epoch
+  accumulates every training video's hypergradient and then moves all frames by one Adam step.
+* ``mof-batch`` (``mof.update = "batch"``): each batch first moves its own frames one Adam step
+  along their hypergradient, then the model trains on the moved frames.
+
+The compressed-frame bank's multi-process protocol (rank 0 writes, the others reopen) lives in
+:class:`SharedBank`, the one place that knows about it.
+"""
+from __future__ import annotations
+
+import json
+import time
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from mofkit.bilevel.bank import FrameBank, step_lr
+from mofkit.train import distributed as D
+
+if TYPE_CHECKING:
+    from mofkit.config import Config
+    from mofkit.train.loop import Trainer
+
+
+class Task:
+    """A training method. Subclasses override what differs from the plain baseline step.
+
+    Args:
+        trainer: the run's trainer (model, data, device, distributed info, nonfinite counter).
+    """
+
+    name = "task"
+    meta_frames = False  # the training loader yields each video's N whole-video frames too
+
+    def __init__(self, trainer: "Trainer"):
+        self.trainer = trainer
+        self.cfg = trainer.cfg
+
+    def start(self) -> None:
+        """Before the first epoch of a session, after any checkpoint has been loaded."""
+
+    def step_inputs(self, batch: dict, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The frames (B, K, 3, S, S) on the device and tokens (B, L) one base step trains on."""
+        raise NotImplementedError
+
+    def epoch_stats(self) -> dict[str, float]:
+        """Numbers the base epoch's history row gets from the task (e.g. interleaved meta losses)."""
+        return {}
+
+    def end_epoch(self, epoch: int) -> dict[str, Any]:
+        """After the epoch's base pass and evaluation: the epoch-end work and its history entries."""
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a checkpoint holds of the task (top-level checkpoint keys)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore from a checkpoint's keys (absent keys keep the start values)."""
+
+    def after_checkpoint(self) -> None:
+        """After a checkpoint is written (on every rank)."""
+
+
+class BaselineTask(Task):
+    """The uniform-K (or rand) baseline: decoded frames, a random resized crop per epoch."""
+
+    name = "baseline"
+
+    def step_inputs(self, batch: dict, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        tr, seed = self.trainer, self.cfg.train.seed
+        rows = batch["index"].numpy()
+        frames = tr.preprocess.train_with_seeds(
+            batch["frames"].to(tr.device), [(seed, epoch, int(r)) for r in rows],
+            **tr.data.aug)  # (B, K, 3, S, S)
+        return frames, batch["tokens"]
+
+
+class SharedBank:
+    """The compressed-frame bank of a run, across processes.
+
+    Rank 0 creates, updates and commits the bank; after each change of generation the other ranks
+    reopen it. Every rank reads frames; in the per-batch mode every rank also writes its own rows.
+    """
+
+    def __init__(self, trainer: "Trainer"):
+        self.trainer = trainer
+        self.info = trainer.info
+        self.bank = None
+
+    @property
+    def directory(self):
+        return self.trainer.out_dir / "bank"
+
+    def create(self) -> None:
+        tr, cfg = self.trainer, self.trainer.cfg
+        if self.info.is_main:
+            data = tr.data
+
+            def init(rows: np.ndarray) -> torch.Tensor:
+                frames = data.train_clips.frames_of(rows)  # (B, K, H, W, 3) uint8
+                if cfg.mof.init == "train_crop":
+                    seeds = [(cfg.train.seed, -1, int(r)) for r in rows]
+                    return tr.preprocess.train_with_seeds(frames, seeds, **data.aug).cpu()
+                return tr.preprocess.eval(frames).cpu()  # (B, K, 3, S, S)
+
+            self.bank = FrameBank.create(self.directory, data.train.video_ids, cfg.data.num_frames,
+                                         tr.bundle.image_size, dtype=cfg.mof.bank_dtype, init=init,
+                                         seed=cfg.train.seed, overwrite=True)
+        D.barrier(self.info)
+        if not self.info.is_main:
+            self.bank = FrameBank.open(self.directory)
+
+    def restore(self, state: dict) -> None:
+        """Point the bank back at a checkpoint's generation; drop what killed sessions wrote later."""
+        self.bank = FrameBank.restore(state)
+        D.barrier(self.info)  # every rank has restored before the main one prunes
+        if self.info.is_main:  # generations a killed session wrote after this checkpoint
+            self.bank.prune(keep={self.bank.generation})
+
+    def reopen(self) -> None:
+        """On ranks other than 0, after rank 0 switched the bank to a new generation."""
+        D.barrier(self.info)
+        if not self.info.is_main:
+            self.bank = FrameBank.open(self.directory)
+
+    def commit(self) -> dict:
+        """Seal the current generation for a checkpoint (rank 0); its state for the checkpoint."""
+        return self.bank.commit()
+
+    def prune(self) -> None:
+        self.bank.prune(keep={self.bank.generation})
+
+    def begin_generation(self) -> None:
+        """A writable copy of the sealed generation that every rank then writes its rows into."""
+        if self.info.is_main:
+            self.bank.begin_generation()
+        self.reopen()
+
+
+class MOFTask(Task):
+    """Meta-Optimized Frames with one frame update per meta epoch (the reference's schedule)."""
+
+    name = "mof"
+
+    def __init__(self, trainer: "Trainer"):
+        super().__init__(trainer)
+        self.shared = SharedBank(trainer)
+        self.frame_steps = 0  # frame-lr schedule position: meta epochs (or epochs) with frame updates
+
+    @property
+    def bank(self):
+        return self.shared.bank
+
+    # -- the run -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self.bank is None:
+            self.shared.create()
+            self.snapshot(0)
+
+    def step_inputs(self, batch: dict, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        rows = batch["index"].numpy()
+        frames, kept = self.compressed_frames(rows)  # (B, K, 3, S, S)
+        return frames, batch["tokens"][torch.from_numpy(np.isin(rows, kept))]
+
+    def end_epoch(self, epoch: int) -> dict[str, Any]:
+        if (epoch + 1) % self.cfg.mof.meta_every:
+            return {}
+        out = self.meta_epoch(epoch)
+        self.snapshot(epoch + 1)
+        return out
+
+    def state_dict(self) -> dict[str, Any]:
+        # rank 0 writes the checkpoint; the bank state names the sealed generation
+        return {"frame_steps": self.frame_steps, "bank": self.shared.commit()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.frame_steps = int(state.get("frame_steps", 0))
+        if state.get("bank") is not None:
+            self.shared.restore(state["bank"])
+
+    def after_checkpoint(self) -> None:
+        if self.trainer.info.is_main:
+            self.shared.prune()
+
+    # -- the meta level ------------------------------------------------------------------------
+
+    def frame_lr(self) -> float:
+        m = self.cfg.mof
+        return step_lr(m.frame_lr, self.frame_steps, m.frame_lr_step, m.frame_lr_gamma)
+
+    def compressed_frames(self, rows: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
+        """Bank frames of these training rows, minus rows holding non-finite values."""
+        x = self.bank.read(rows)  # (B, K, 3, S, S) float32
+        ok = torch.isfinite(x.flatten(1)).all(dim=1).numpy()
+        if not ok.all():
+            self.trainer.report_nonfinite(rows[~ok], "frame")
+        return x[torch.from_numpy(ok)].to(self.trainer.device), rows[ok]
+
+    def meta_step(self, rows: np.ndarray, tokens: torch.Tensor, meta_frames: torch.Tensor,
+                  *, apply_now: bool) -> tuple[float, float] | None:
+        """Hypergradient for one meta batch; accumulate it in the bank or apply it at once."""
+        from mofkit.bilevel.meta import hypergradient
+        from mofkit.device import autocast
+        from mofkit.models.loss import contrastive_loss
+
+        tr, m = self.trainer, self.cfg.mof
+        x, kept = self.compressed_frames(rows)
+        if len(kept) < 2:  # a contrastive loss needs at least two videos
+            return None
+        keep = torch.from_numpy(np.isin(rows, kept))
+        v = tr.preprocess.eval(meta_frames[keep].to(tr.device))  # (B, N, 3, S, S)
+        was_training = tr.model.training
+        tr.model.eval()  # the meta step sees no dropout and changes no weight
+        res = hypergradient(tr.model, contrastive_loss, tokens[keep].to(tr.device), x, v,
+                            alpha=m.alpha, method=m.hypergrad, fd_eps=m.fd_eps,
+                            autocast=autocast(tr.device, tr.precision))
+        tr.model.train(was_training)
+        finite = res.finite.cpu().numpy()
+        if not finite.all():
+            tr.report_nonfinite(kept[~finite], "hypergradient")
+        rows_ok, grad = kept[finite], res.grad[torch.from_numpy(finite)].float().cpu()
+        if len(rows_ok):
+            if apply_now:
+                skipped = self.bank.step_rows(rows_ok, grad, lr=self.frame_lr(),
+                                              betas=tuple(m.frame_betas))
+            else:
+                skipped = self.bank.accumulate(rows_ok, grad)
+            if len(skipped):
+                tr.report_nonfinite(np.asarray(skipped), "hypergradient")
+        return res.loss_compressed, res.loss_whole
+
+    def meta_epoch(self, epoch: int) -> dict:
+        """Accumulate every training video's hypergradient, then one Adam step on all frames."""
+        from mofkit.train.loop import epoch_batches
+
+        tr, m, t = self.trainer, self.cfg.mof, self.cfg.train
+        info = tr.info
+        mb = m.meta_batch_size or t.batch_size // info.world_size
+        # Meta batches are cut from one global order and dealt round-robin to ranks, so each video's
+        # hypergradient is computed by exactly one rank and reaches the bank exactly once.
+        batches = epoch_batches(len(tr.data.train), mb, t.seed, epoch, D.DistInfo(),
+                                drop_last=False, salt=1)
+        mine = [b for j, b in enumerate(batches) if j % info.world_size == info.rank]
+        loader = tr.data.train_loader(mine, epoch, with_meta=True, frames=False)
+        l1, l2, t0 = [], [], time.time()
+        for batch in tr.tqdm(loader, len(mine), f"meta {epoch + 1}/{t.epochs}"):
+            out = self.meta_step(batch["index"].numpy(), batch["tokens"], batch["meta_frames"],
+                                 apply_now=False)
+            if out is not None:
+                l1.append(out[0])
+                l2.append(out[1])
+        D.barrier(info)
+        stats: dict[str, Any] = {}
+        if info.is_main:
+            stats = self.bank.step_accumulated(lr=self.frame_lr(), betas=tuple(m.frame_betas))
+        self.shared.reopen()
+        self.frame_steps += 1
+        out = {"meta_loss_compressed": D.all_reduce_mean(float(np.mean(l1)) if l1 else float("nan"),
+                                                         info, tr.device),
+               "meta_loss_whole": D.all_reduce_mean(float(np.mean(l2)) if l2 else float("nan"),
+                                                    info, tr.device),
+               "meta_seconds": time.time() - t0}
+        out.update({f"frames_{k}": v for k, v in stats.items() if isinstance(v, (int, float))})
+        return out
+
+    def snapshot(self, epoch: int) -> None:
+        """The first few training videos' compressed frames, for the visualisation notebook.
+
+        Frames are denormalised (``x * std + mean``: the [0, 1] image scale, not clipped) so that
+        changes far below a grey level survive: ``epoch_000.npy`` holds the start in float32, and
+        every later ``epoch_NNN.npy`` the change since then in float16 (a small change keeps its
+        digits there, where a float16 image would round it away), half the bytes of float32.
+        ``mofkit.notebook.load_snapshots`` adds them back up.
+        """
+        tr = self.trainer
+        n = min(self.cfg.mof.snapshot_videos, len(tr.data.train))
+        if not tr.info.is_main or n == 0:
+            return
+        rows = np.arange(n)
+        mean = torch.as_tensor(tr.bundle.mean, dtype=torch.float32).view(1, 1, 3, 1, 1)
+        std = torch.as_tensor(tr.bundle.std, dtype=torch.float32).view(1, 1, 3, 1, 1)
+        x = self.bank.read(rows) * std + mean  # (n, K, 3, S, S)
+        x = torch.nan_to_num(x, nan=0.0, posinf=1.0, neginf=0.0)
+        images = x.permute(0, 1, 3, 4, 2).contiguous().numpy()  # (n, K, S, S, 3) float32
+        folder = tr.out_dir / "snapshots"
+        folder.mkdir(parents=True, exist_ok=True)
+        if epoch == 0:
+            np.save(folder / "epoch_000.npy", images)
+            (folder / "videos.json").write_text(json.dumps(
+                [tr.data.train.video_ids[int(r)] for r in rows]))
+        else:
+            start = np.load(folder / "epoch_000.npy")
+            np.save(folder / f"epoch_{epoch:03d}.npy", (images - start).astype(np.float16))
+
+
+class MOFBatchTask(MOFTask):
+    """MOF with the meta step interleaved: each batch moves its own frames, then trains on them."""
+
+    name = "mof-batch"
+    meta_frames = True
+
+    def start(self) -> None:
+        super().start()
+        self._l1: list[float] = []
+        self._l2: list[float] = []
+
+    def step_inputs(self, batch: dict, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.meta_step(batch["index"].numpy(), batch["tokens"], batch["meta_frames"],
+                             apply_now=True)
+        if out is not None:
+            self._l1.append(out[0])
+            self._l2.append(out[1])
+        return super().step_inputs(batch, epoch)
+
+    def epoch_stats(self) -> dict[str, float]:
+        l1, l2 = self._l1, self._l2
+        self._l1, self._l2 = [], []
+        self._moved = bool(l1)  # some batch had two videos or more, so frames moved
+        if not l1:
+            return {}
+        return {"meta_loss_compressed": float(np.mean(l1)), "meta_loss_whole": float(np.mean(l2))}
+
+    def end_epoch(self, epoch: int) -> dict[str, Any]:
+        self.frame_steps += 1  # the frame lr schedule counts epochs in interleaved mode
+        if self._moved:
+            self.snapshot(epoch + 1)
+        return {}
+
+    def after_checkpoint(self) -> None:
+        super().after_checkpoint()
+        if self.trainer.info.enabled:
+            # The checkpointed generation is sealed; interleaved updates go to a fresh copy that
+            # every rank must open before writing its own rows.
+            self.shared.begin_generation()
+
+
+TASKS: dict[str, type[Task]] = {"baseline": BaselineTask, "mof": MOFTask, "mof-batch": MOFBatchTask}
+
+
+def task_name(cfg: "Config") -> str:
+    """Which task a config trains: ``baseline``, ``mof`` or ``mof-batch``."""
+    if not cfg.mof.enabled:
+        return "baseline"
+    if cfg.mof.update not in ("epoch", "batch"):
+        raise ValueError(f"mof.update={cfg.mof.update!r}: use 'epoch' (one frame update per meta "
+                         f"epoch) or 'batch' (interleaved with the base steps)")
+    return "mof" if cfg.mof.update == "epoch" else "mof-batch"
+
+
+def create_task(trainer: "Trainer", name: str | None = None) -> Task:
+    """The task of a trainer's config (or the one named).
+
+    Args:
+        trainer: the run's trainer.
+        name: a key of :data:`TASKS`; None derives it from the config (:func:`task_name`).
+
+    Returns:
+        A :class:`Task`.
+    """
+    name = name or task_name(trainer.cfg)
+    if name not in TASKS:
+        raise ValueError(f"unknown training task {name!r}; tasks: {sorted(TASKS)}")
+    return TASKS[name](trainer)
