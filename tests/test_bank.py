@@ -372,14 +372,16 @@ def test_prune(tmp_path):
 
 # -- display, memory, errors -----------------------------------------------------------------------
 
-def test_export_images_denormalises_and_clips_for_display_only(tmp_path):
+def test_bank_frames_display_denormalised_and_clipped_only_in_the_image(tmp_path):
+    from mofkit.data.preprocess import Preprocessor
+
     mean, std = (0.5, 0.4, 0.3), (0.2, 0.25, 0.5)
     x = torch.zeros(V, K, 3, S, S)
     x[0, 0, 0] = 100.0  # far above 1 after denormalising
     x[0, 0, 1] = -100.0
     bank = FrameBank.create(tmp_path / "bank", IDS, K, S, init=lambda rows: x[torch.from_numpy(rows)])
     bank._frames[0, 1, 2, 0, 0] = float("nan")  # the bank never stores one, but a display must not break
-    img = bank.export_images([0, 2], mean, std)
+    img = Preprocessor(S, mean, std).to_uint8_image(bank.read([0, 2]))
     assert img.dtype == torch.uint8 and img.shape == (2, K, S, S, 3)
     assert (img[0, 0, ..., 0] == 255).all() and (img[0, 0, ..., 1] == 0).all()
     assert img[0, 0, 0, 0, 2] == round(0.3 * 255)

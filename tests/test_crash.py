@@ -72,11 +72,11 @@ def _session(target, args, log: Path, crash: str | None) -> None:
 
 
 def _train_session(overrides: dict) -> None:
-    import mofkit.bilevel.bank as bank
+    import mofkit.bilevel.bank_updates as updates
     from mofkit.config import get_config
     from mofkit.train.loop import train
 
-    bank._CHUNK_BYTES = _CHUNK_ROWS * _FRAME_ROW_BYTES
+    updates._CHUNK_BYTES = _CHUNK_ROWS * _FRAME_ROW_BYTES
     train(get_config("smoke", overrides), progress=False)
 
 
@@ -88,7 +88,7 @@ def _bank_session(root: Path) -> None:
     prune, as in the training loop. Gradients depend on the frames, so any state a crash left wrong
     changes every later step.
     """
-    import mofkit.bilevel.bank as bank_module
+    import mofkit.bilevel.bank_updates as bank_module
     from mofkit.bilevel.bank import FrameBank
     from mofkit.train.checkpoint import atomic_torch_save
 

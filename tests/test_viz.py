@@ -51,7 +51,7 @@ def texts(fig: Figure) -> str:
 
 
 def test_as_frames_accepts_torch_floats_and_a_batch_of_one():
-    x = torch.rand(1, 3, 4, 5, 3)  # (B=1, T, H, W, 3) as FrameBank.export_images gives for one row
+    x = torch.rand(1, 3, 4, 5, 3)  # (B=1, T, H, W, 3) as Preprocessor.to_uint8_image gives for one row
     out = F._as_frames(x)
     assert out.dtype == np.uint8 and out.shape == (3, 4, 5, 3)
     np.testing.assert_array_equal(out, np.round(x[0].numpy() * 255).astype(np.uint8))

@@ -45,6 +45,7 @@ import torch
 
 from mofkit.data.sampling import sample_indices
 from mofkit.data.video import VideoReadError, available_backends, probe_video, read_frames
+from mofkit.rowstore import RowIndex, new_memmap, read_json_versioned, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +155,7 @@ class FrameCache:
         self.directory = Path(directory)
         self.meta = meta
         self.video_ids: list[str] = list(meta["video_ids"])
-        self._row = {v: i for i, v in enumerate(self.video_ids)}
+        self._index = RowIndex(self.video_ids, self._missing)
         self.frame_indices = np.asarray(meta["frame_indices"], dtype=np.int64).reshape(len(self.video_ids), -1)
         self.excluded: dict[str, str] = dict(meta.get("excluded", {}))
         self._mm: np.ndarray | None = None
@@ -267,10 +268,8 @@ class FrameCache:
         if not meta_file.is_file() or not frames_file.is_file():
             raise FileNotFoundError(f"{path} is not a frame cache (needs meta.json and frames.npy); "
                                     f"create one with FrameCache.build")
-        meta = json.loads(meta_file.read_text())
-        if meta.get("version") != CACHE_VERSION:
-            raise ValueError(f"frame cache {path} has format version {meta.get('version')}, this code "
-                             f"reads {CACHE_VERSION}; rebuild it (FrameCache.build(..., rebuild=True))")
+        meta = read_json_versioned(meta_file, "version", CACHE_VERSION, missing=f"{meta_file} not found",
+                                   stale="rebuild it (FrameCache.build(..., rebuild=True))")
         cache = cls(path, meta)
         mm = cache.frames
         if mm.shape[0] != len(cache.video_ids):
@@ -307,7 +306,7 @@ class FrameCache:
         jobs = [(vid, path, t, settings["mode"], s, settings["backend"], settings["seed"] or 0)
                 for vid, path, *_ in sources]
         full = tmp / "frames.full.npy"
-        mm = np.lib.format.open_memmap(full, mode="w+", dtype=np.uint8, shape=(v_total, t, s, s, 3))
+        mm = new_memmap(full, np.uint8, (v_total, t, s, s, 3))
         ids, indices, counts, fps, sizes, excluded = [], [], [], [], [], {}
         pool = None
         try:
@@ -345,8 +344,7 @@ class FrameCache:
             del mm
             os.replace(full, tmp / "frames.npy")
         else:  # drop the unused tail rows: copy the readable ones into an array of the right length
-            out = np.lib.format.open_memmap(tmp / "frames.npy", mode="w+", dtype=np.uint8,
-                                            shape=(len(ids), t, s, s, 3))
+            out = new_memmap(tmp / "frames.npy", np.uint8, (len(ids), t, s, s, 3))
             step = max(1, (256 << 20) // max(1, t * s * s * 3))  # ~256 MB per copy
             for a in range(0, len(ids), step):
                 b = min(a + step, len(ids))
@@ -359,7 +357,7 @@ class FrameCache:
                 "frame_indices": indices, "num_source_frames": counts, "fps": fps,
                 "source_size": sizes, "excluded": excluded, "sources": sources,
                 "build_seconds": round(time.time() - t0, 3), "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
-        (tmp / "meta.json").write_text(json.dumps(meta))
+        write_json_atomic(tmp / "meta.json", meta)
 
     # -- pickling: worker processes reopen the memory map instead of copying it -------------------
 
@@ -419,7 +417,7 @@ class FrameCache:
         return len(self.video_ids)
 
     def __contains__(self, video_id: object) -> bool:
-        return video_id in self._row
+        return video_id in self._index
 
     def __repr__(self) -> str:
         return (f"FrameCache({self.directory}, videos={len(self)}, excluded={len(self.excluded)}, "
@@ -437,19 +435,18 @@ class FrameCache:
         Raises:
             KeyError: the video is not in the cache (the message says if it was excluded, and why).
         """
-        try:
-            return self._row[video_id]
-        except KeyError:
-            if video_id in self.excluded:
-                raise KeyError(f"video {video_id!r} was excluded from frame cache {self.directory}: "
-                               f"{self.excluded[video_id]}; use cache.dataset_view(dataset)") from None
-            raise KeyError(f"video {video_id!r} is not in frame cache {self.directory} "
-                           f"({len(self)} videos of {self.meta['settings']['dataset']}/"
-                           f"{self.meta['settings']['split']})") from None
+        return self._index.row_of(video_id)
+
+    def _missing(self, video_id: str) -> str:
+        if video_id in self.excluded:
+            return (f"video {video_id!r} was excluded from frame cache {self.directory}: "
+                    f"{self.excluded[video_id]}; use cache.dataset_view(dataset)")
+        return (f"video {video_id!r} is not in frame cache {self.directory} ({len(self)} videos of "
+                f"{self.meta['settings']['dataset']}/{self.meta['settings']['split']})")
 
     def rows_of(self, video_ids: Iterable[str]) -> np.ndarray:
         """int64 rows of several videos (see :meth:`row_of`)."""
-        return np.asarray([self.row_of(v) for v in video_ids], dtype=np.int64)
+        return self._index.rows_of(video_ids)
 
     def __getitem__(self, key: str | int) -> torch.Tensor:
         """All ``T`` frames of one video, by id (or by row number), as uint8 (T, S, S, 3)."""
@@ -493,7 +490,7 @@ class FrameCache:
             KeyError: the dataset has videos that are neither cached nor excluded (another dataset).
         """
         ids = list(dataset.video_ids)
-        unknown = [v for v in ids if v not in self._row and v not in self.excluded]
+        unknown = [v for v in ids if v not in self._index and v not in self.excluded]
         if unknown:
             raise KeyError(f"{len(unknown)} videos of {dataset.name}/{dataset.split} are not in frame cache "
                            f"{self.directory} (e.g. {unknown[:5]}); build the cache from this dataset")

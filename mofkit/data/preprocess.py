@@ -125,20 +125,23 @@ class Preprocessor:
         mean, std = self._stats(x)
         return (x - mean) / std
 
-    def denormalize(self, x: torch.Tensor) -> torch.Tensor:
-        """Undo :meth:`normalize` and clip to [0, 1] (for display).
+    def denormalize(self, x: torch.Tensor, *, clip: bool = True) -> torch.Tensor:
+        """Undo :meth:`normalize` (for display), non-finite values made finite.
 
         Args:
             x: float (..., 3, H, W) in the model's normalised space (compressed frames included).
+            clip: clip to [0, 1]; without it learned frames keep values a little outside, and
+                differences below one grey level survive.
 
         Returns:
-            float32 (..., 3, H, W) in [0, 1].
+            float32 (..., 3, H, W) on the [0, 1] image scale: NaN as 0 (black), +-inf as 1 / 0.
         """
         if x.ndim < 3 or x.shape[-3] != 3:
             raise ValueError(f"denormalize expects (..., 3, H, W), got {tuple(x.shape)}")
         x = x.float()
         mean, std = self._stats(x)
-        return (x * std + mean).clamp_(0.0, 1.0)
+        x = torch.nan_to_num(x * std + mean, nan=0.0, posinf=1.0, neginf=0.0)
+        return x.clamp_(0.0, 1.0) if clip else x
 
     def to_uint8_image(self, x: torch.Tensor) -> torch.Tensor:
         """Normalised model input to displayable images.

@@ -293,10 +293,7 @@ class MOFTask(Task):
         if not tr.info.is_main or n == 0:
             return
         rows = np.arange(n)
-        mean = torch.as_tensor(tr.bundle.mean, dtype=torch.float32).view(1, 1, 3, 1, 1)
-        std = torch.as_tensor(tr.bundle.std, dtype=torch.float32).view(1, 1, 3, 1, 1)
-        x = self.bank.read(rows) * std + mean  # (n, K, 3, S, S)
-        x = torch.nan_to_num(x, nan=0.0, posinf=1.0, neginf=0.0)
+        x = tr.preprocess.denormalize(self.bank.read(rows), clip=False)  # (n, K, 3, S, S)
         images = x.permute(0, 1, 3, 4, 2).contiguous().numpy()  # (n, K, S, S, 3) float32
         folder = tr.out_dir / "snapshots"
         folder.mkdir(parents=True, exist_ok=True)

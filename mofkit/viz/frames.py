@@ -94,7 +94,7 @@ def _frames_array(frames, name: str, ndim: int) -> np.ndarray:
     if hasattr(frames, "detach"):
         frames = frames.detach().cpu().numpy()
     a = np.asarray(frames)
-    if a.ndim == ndim + 1 and a.shape[0] == 1:  # a batch of one: FrameBank.export_images([row])
+    if a.ndim == ndim + 1 and a.shape[0] == 1:  # a batch of one: Preprocessor.to_uint8_image(bank.read([row]))
         a = a[0]
     if ndim == 4 and a.ndim == 3 and a.shape[-1] == 3:  # one frame
         a = a[None]
@@ -113,7 +113,7 @@ def _levels(frames, name: str = "frames", ndim: int = 4) -> np.ndarray:
         if a.size and (not np.isfinite(a).all() or a.min() < -_FLOAT_SLACK or a.max() > 1 + _FLOAT_SLACK):
             raise ValueError(f"{name} holds floats that are not an image on the [0, 1] scale (range "
                              f"{np.nanmin(a):.2f}..{np.nanmax(a):.2f}); pass uint8 frames or "
-                             f"denormalised ones (for compressed frames: FrameBank.export_images, or "
+                             f"denormalised ones (for compressed frames: Preprocessor.to_uint8_image, or "
                              f"the snapshots a MOF run writes)")
         return a.astype(np.float32) * 255
     if np.issubdtype(a.dtype, np.integer) and (a.size == 0 or (a.min() >= 0 and a.max() <= 255)):
@@ -426,7 +426,7 @@ def compressed_vs_uniform(uniform, compressed, *, whole=None, caption: str | Non
         uniform: (K, H, W, 3): the uniform frames the compressed frames started from (uint8, or
             floats on the [0, 1] scale such as a MOF run's first snapshot).
         compressed: (K, H, W, 3): the learned frames, denormalised (a MOF run's snapshots, float,
-            keep changes below a grey level; ``FrameBank.export_images`` gives uint8).
+            keep changes below a grey level; ``Preprocessor.to_uint8_image`` gives uint8).
         whole: optional uint8 (N, H', W', 3): frames of the whole video; at most 16, evenly
             picked, are shown.
         caption: the video's caption, shown as the title.

@@ -1,0 +1,94 @@
+"""The frame optimiser's arithmetic: Adam per row, float16 stochastic rounding, the lr schedule.
+
+Pure functions of arrays, no files. :func:`adam_rows_` is ``torch.optim.Adam``'s single-tensor
+update in its operation order, with a step count per row (rows of the compressed-frame bank are
+updated at different times in per-batch mode, and Adam's bias correction depends on how many
+updates a row has had); it matches torch bit for bit. :func:`stochastic_round_fp16` writes float32
+results into a float16 bank without freezing small updates.
+
+The Adam moments are float32 even in a float16 bank: hypergradients of pixels are tiny (1e-6 and
+below), so their squares (1e-12) fall under float16's smallest subnormal (6e-8) and would be stored
+as zero, which turns Adam's normalised step ``m / (sqrt(v) + eps)`` (about 1) into ``m / eps``
+(about 100 for a gradient of 1e-6 and eps = 1e-8).
+The step count is kept per video because in per-batch mode rows are updated at different times,
+and Adam's bias correction depends on how many updates that row has had.
+
+Float16 frames are written back from Adam with stochastic rounding: the float16 spacing near 2.0
+is 2e-3, larger than a step of the reference learning rate (8e-4, halved every 30 epochs), so
+round-to-nearest would freeze most pixels. Stochastic rounding keeps every update in expectation.
+It is seeded by (bank seed, row, that row's Adam step), so a resumed run reproduces it bit for bit.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+
+def step_lr(base_lr: float, step_index: int, step_size: int = 30, gamma: float = 0.5) -> float:
+    """Learning rate of frame-optimiser step ``step_index`` under StepLR (the reference schedule).
+
+    Args:
+        base_lr: learning rate of the first ``step_size`` steps (``MOFConfig.frame_lr``).
+        step_index: frame-optimiser steps already taken (0 for the first).
+        step_size: steps between decays (``MOFConfig.frame_lr_step``).
+        gamma: decay factor (``MOFConfig.frame_lr_gamma``).
+
+    Returns:
+        ``base_lr * gamma ** (step_index // step_size)``.
+    """
+    if step_size < 1:
+        raise ValueError(f"step_lr: step_size must be >= 1, got {step_size}")
+    if step_index < 0:
+        raise ValueError(f"step_lr: step_index must be >= 0, got {step_index}")
+    return base_lr * gamma ** (step_index // step_size)
+
+
+def check_adam(lr: float, betas: tuple[float, float], eps: float,
+               weight_decay: float) -> tuple[float, float]:
+    """Validated ``(beta1, beta2)``; ValueError naming the bad hyperparameter."""
+    beta1, beta2 = (float(b) for b in betas)
+    if not (lr >= 0 and math.isfinite(lr)):
+        raise ValueError(f"frame Adam: lr must be finite and >= 0, got {lr}")
+    if not (0.0 <= beta1 < 1.0 and 0.0 <= beta2 < 1.0):
+        raise ValueError(f"frame Adam: betas must lie in [0, 1), got {betas}")
+    if not eps >= 0 or not weight_decay >= 0:
+        raise ValueError(f"frame Adam: eps and weight_decay must be >= 0, got {eps}, {weight_decay}")
+    return beta1, beta2
+
+
+def adam_rows_(param: torch.Tensor, grad: torch.Tensor, exp_avg: torch.Tensor,
+               exp_avg_sq: torch.Tensor, steps: np.ndarray, lr: float, beta1: float, beta2: float,
+               eps: float, weight_decay: float) -> None:
+    """torch.optim.Adam's single-tensor update, in its operation order, with a step count per row.
+
+    Updates ``param``, ``exp_avg`` and ``exp_avg_sq`` (B, ...) in place. ``steps`` (B,) already
+    counts this update. Per-row scalars are float64 and rounded to float32 where torch passes a
+    Python scalar into a float32 kernel, so the result matches it bit for bit.
+    """
+    if weight_decay != 0:
+        grad = grad.add(param, alpha=weight_decay)
+    exp_avg.lerp_(grad, 1 - beta1)
+    exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+    s = steps.astype(np.float64)
+    bias_correction1 = 1 - beta1 ** s
+    bias_correction2 = 1 - beta2 ** s
+    step_size = lr / bias_correction1
+    bias_correction2_sqrt = bias_correction2 ** 0.5
+    view = (-1,) + (1,) * (param.dim() - 1)  # (B, 1, 1, 1, 1)
+    denom = (exp_avg_sq.sqrt() / torch.from_numpy(bias_correction2_sqrt).float().view(view)).add_(eps)
+    # addcdiv_(t1, t2, value=v) computes self + (v * t1) / t2 in float32.
+    param.add_(exp_avg * torch.from_numpy(-step_size).float().view(view) / denom)
+
+
+def stochastic_round_fp16(x: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Round float32 to a float16 neighbour with probability by proximity (unbiased); u ~ U[0, 1)."""
+    with np.errstate(all="ignore"):  # overflow to inf is detected by the caller, row by row
+        near = x.astype(np.float16)
+        err = x - near.astype(np.float32)  # exact: near is within a factor 2 of x
+        toward = np.where(err > 0, np.float16(np.inf), np.float16(-np.inf)).astype(np.float16)
+        other = np.nextafter(near, toward)
+        gap = other.astype(np.float32) - near.astype(np.float32)
+        p = np.where((err != 0) & np.isfinite(gap), err / gap, 0.0)
+    return np.where(u < p, other, near)

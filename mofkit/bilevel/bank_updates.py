@@ -1,0 +1,309 @@
+"""How the compressed-frame bank changes: gradients, Adam steps and new generations.
+
+:class:`BankUpdates` is the half of :class:`mofkit.bilevel.bank.FrameBank` that moves frames: the
+once-per-epoch step (:meth:`~BankUpdates.accumulate` then :meth:`~BankUpdates.step_accumulated`,
+streamed into a new generation), the per-batch step (:meth:`~BankUpdates.step_rows`, in place in an
+unsealed generation) and :meth:`~BankUpdates.begin_generation` (the copy that keeps a sealed
+generation intact). The arithmetic is in :mod:`mofkit.bilevel.adam`; the journal they write to in
+:mod:`mofkit.bilevel.layout`. See the bank's module docstring for why the order of the writes
+makes a crash at any point recoverable.
+
+The gradient accumulator is one pair of files outside the generations. :meth:`FrameBank.accumulate`
+raises a row's count before it adds the row's gradient, so a row holding gradient always has a
+count, even after a crash between the two writes; that is what lets :meth:`FrameBank.restore` zero
+only the counted rows. :func:`mofkit.faults.crash_point` marks the places where
+``tests/test_crash.py`` kills a process (inside a streamed update, between its files and
+``bank.json``, inside a per-batch step, a commit or a prune) and checks that the resumed run ends
+with the same frames and moments, bit for bit, as one never interrupted.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from mofkit.bilevel.adam import adam_rows_, check_adam, stochastic_round_fp16
+from mofkit.bilevel.layout import (EXP_AVG_FILE, EXP_AVG_SQ_FILE, FRAMES_FILE, GENERATION_FILES,
+                                    STEPS_FILE, gen_entry, gen_name, next_generation)
+from mofkit.faults import crash_point
+from mofkit.rowstore import new_memmap
+
+_CHUNK_BYTES = 64 * 2**20  # per float32 array in streaming passes: a few hundred MB of RAM in all
+
+Progress = Callable[[int, int], None]
+
+
+def auto_chunk(frame_shape: tuple[int, ...]) -> int:
+    """Rows per streamed chunk: about ``_CHUNK_BYTES`` of float32 frames."""
+    return max(1, _CHUNK_BYTES // (4 * int(np.prod(frame_shape))))
+
+
+def as_float_tensor(x, what: str, shape: tuple[int, ...]) -> torch.Tensor:
+    """A float32 CPU tensor of exactly ``shape`` (B, K, 3, S, S); errors name ``what``."""
+    t = x.detach() if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
+    if tuple(t.shape) != tuple(shape):
+        raise ValueError(f"{what} must have shape (B, K, 3, S, S) = {tuple(shape)}, got "
+                         f"{tuple(t.shape)}")
+    if not (t.is_floating_point()):
+        raise TypeError(f"{what} must be floating point, got {t.dtype}")
+    return t.to(device="cpu", dtype=torch.float32).contiguous()
+
+
+def cast_finite(x: torch.Tensor, dtype: str, rows: np.ndarray, ids: list[str], what: str) -> np.ndarray:
+    """x in the storage dtype; raises naming the videos whose frames are (or overflow to) non-finite."""
+    with np.errstate(over="ignore"):
+        stored = x.numpy().astype(dtype)
+    bad = ~np.isfinite(stored.reshape(len(rows), -1)).all(axis=1)
+    if bad.any():
+        raise ValueError(f"{what}: non-finite frames (after casting to {dtype}) for videos "
+                         f"{[ids[int(r)] for r in rows[bad]][:10]}")
+    return stored
+
+
+class BankUpdates:
+    """Gradient accumulation, Adam steps and generation copies of a :class:`FrameBank`."""
+
+    def accumulate(self, rows, grads: torch.Tensor | np.ndarray) -> list[int]:
+        """Add gradients to the accumulator (for the once-per-epoch step).
+
+        A row repeated in ``rows`` gets the sum of its gradients. Rows with any non-finite gradient
+        value are not added at all.
+
+        Args:
+            rows: row indices.
+            grads: (B, K, 3, S, S) gradients of those rows' frames (any float dtype and device).
+
+        Returns:
+            Sorted rows that were skipped for non-finite gradients (the caller reports their ids).
+        """
+        r, g, skipped = self._prepare_grads(rows, grads, "accumulate")
+        if len(r):
+            # Counts first: a row with gradient in the accumulator always has a count, so a crash
+            # in between leaves nothing that restore's zeroing of counted rows would miss.
+            self._count[r] = np.asarray(self._count[r]) + 1
+            crash_point("bank.accumulate.mid")
+            self._accum[r] = np.asarray(self._accum[r]) + g.numpy()
+        return skipped
+
+    def pending_rows(self) -> np.ndarray:
+        """Rows that received gradient since the last :meth:`step_accumulated` (int64 array)."""
+        return np.flatnonzero(np.asarray(self._count) != 0)
+
+    def step_accumulated(self, lr: float, betas: tuple[float, float] = (0.5, 0.999),
+                         eps: float = 1e-8, weight_decay: float = 0.0, *,
+                         chunk: int | None = None, progress: Progress | None = None) -> dict[str, Any]:
+        """One Adam step, with the accumulated gradient, on every row that received gradient.
+
+        This is the reference's once-per-epoch frame update. It streams the current generation in
+        chunks into a new generation directory, switches ``bank.json`` to it atomically once
+        that is complete, then zeroes the accumulator. The old generation is not modified. Rows
+        with no gradient keep their frames, moments and step count. Nothing is written (and no
+        generation made) when no row has gradient.
+
+        Args:
+            lr: learning rate of this step (see :func:`mofkit.bilevel.adam.step_lr`).
+            betas: Adam's (beta1, beta2); the reference uses (0.5, 0.999).
+            eps: Adam's epsilon, added after the square root of the bias-corrected second moment.
+            weight_decay: L2 penalty added to the gradient, as ``torch.optim.Adam`` does.
+            chunk: rows per streamed chunk; None: about 64 MB per float32 array.
+            progress: called as ``progress(rows_done, num_videos)`` after each chunk.
+
+        Returns:
+            ``generation`` (new), ``parent``, ``lr``, ``rows_updated``, ``rows_skipped`` (their
+            accumulated gradient or the resulting frames or moments were non-finite; they keep
+            their old state), ``skipped_rows`` (list), ``mean_abs_change`` and ``max_abs_change``
+            (of the stored frames, over updated rows).
+        """
+        beta1, beta2 = check_adam(lr, betas, eps, weight_decay)
+        pending = self.pending_rows()
+        stats: dict[str, Any] = {"generation": self.generation, "parent": self.generation,
+                                 "lr": float(lr), "rows_updated": 0, "rows_skipped": 0,
+                                 "skipped_rows": [], "mean_abs_change": 0.0, "max_abs_change": 0.0}
+        if not len(pending):
+            return stats
+        self._flush()
+        old_g, new_g = self.generation, next_generation(self.directory)
+        gdir = self.directory / gen_name(new_g)
+        gdir.mkdir()
+        v, shape = self.num_videos, self._frame_shape
+        dst = {FRAMES_FILE: new_memmap(gdir / FRAMES_FILE, self.dtype, (v, *shape)),
+               EXP_AVG_FILE: new_memmap(gdir / EXP_AVG_FILE, "float32", (v, *shape)),
+               EXP_AVG_SQ_FILE: new_memmap(gdir / EXP_AVG_SQ_FILE, "float32", (v, *shape)),
+               STEPS_FILE: new_memmap(gdir / STEPS_FILE, "int64", (v,))}
+        count = np.asarray(self._count)
+        step = chunk or auto_chunk(shape)
+        skipped: list[int] = []
+        updated, abs_sum, abs_max = 0, 0.0, 0.0
+        for a in range(0, v, step):
+            b = min(v, a + step)
+            f = np.array(self._frames[a:b])
+            m1 = np.array(self._exp_avg[a:b])
+            m2 = np.array(self._exp_avg_sq[a:b])
+            st = np.array(self._steps[a:b])
+            local = np.flatnonzero(count[a:b] != 0)
+            if len(local):
+                g = torch.from_numpy(np.array(self._accum[a + local]))  # (n, K, 3, S, S)
+                fin = torch.isfinite(g.flatten(1)).all(dim=1).numpy()
+                skipped += (a + local[~fin]).tolist()
+                local, g = local[fin], g[torch.from_numpy(fin)]
+            if len(local):
+                ok, new = self._adam_rows(a + local, f[local], m1[local], m2[local], st[local], g,
+                                          lr, beta1, beta2, eps, weight_decay)
+                skipped += (a + local[~ok]).tolist()
+                local = local[ok]
+                new_f, new_m1, new_m2, new_st = (t[ok] for t in new)
+                delta = np.abs(new_f.astype(np.float32) - f[local].astype(np.float32))
+                if delta.size:
+                    abs_sum += float(delta.sum(dtype=np.float64))
+                    abs_max = max(abs_max, float(delta.max()))
+                f[local], m1[local], m2[local], st[local] = new_f, new_m1, new_m2, new_st
+                updated += len(local)
+            dst[FRAMES_FILE][a:b] = f
+            dst[EXP_AVG_FILE][a:b] = m1
+            dst[EXP_AVG_SQ_FILE][a:b] = m2
+            dst[STEPS_FILE][a:b] = st
+            crash_point("bank.step_accumulated.chunk")
+            if progress is not None:
+                progress(b, v)
+        for arr in dst.values():
+            arr.flush()
+        del dst
+        crash_point("bank.step_accumulated.written")
+        per_row = int(np.prod(shape))
+        stats.update(generation=new_g, rows_updated=updated, rows_skipped=len(skipped),
+                     skipped_rows=sorted(skipped),
+                     mean_abs_change=abs_sum / max(1, updated * per_row), max_abs_change=abs_max)
+        info = {k: stats[k] for k in ("lr", "rows_updated", "rows_skipped", "mean_abs_change",
+                                      "max_abs_change")}
+
+        def switch(m: dict[str, Any]) -> None:
+            m["generations"][str(new_g)] = gen_entry(old_g, "step_accumulated", **info)
+            m["current"] = new_g
+
+        self._update_meta(switch)
+        self._open_generation(new_g)
+        crash_point("bank.step_accumulated.switched")
+        self._zero_accumulator(pending)
+        return stats
+
+    def begin_generation(self, *, progress: Progress | None = None) -> None:
+        """Copy the current generation to a new, unsealed one that this handle then modifies.
+
+        For per-batch updates: :meth:`step_rows` and ``write`` call it by themselves when the
+        generation is sealed, so calling it explicitly is only needed to choose when the copy
+        happens (for example on the main process before the others open the bank).
+
+        Args:
+            progress: called as ``progress(files_done, 4)`` after each copied file.
+        """
+        self._flush()
+        old_g, new_g = self.generation, next_generation(self.directory)
+        src, gdir = self.directory / gen_name(old_g), self.directory / gen_name(new_g)
+        gdir.mkdir()
+        for i, name in enumerate(GENERATION_FILES):
+            shutil.copyfile(src / name, gdir / name)  # kernel-side copy, never the whole file in RAM
+            with open(gdir / name, "rb+") as fh:
+                os.fsync(fh.fileno())
+            crash_point("bank.begin_generation.copying")
+            if progress is not None:
+                progress(i + 1, len(GENERATION_FILES))
+        crash_point("bank.begin_generation.copied")
+
+        def switch(m: dict[str, Any]) -> None:
+            m["generations"][str(new_g)] = gen_entry(old_g, "begin_generation")
+            m["current"] = new_g
+
+        self._update_meta(switch)
+        self._open_generation(new_g)
+
+    def step_rows(self, rows, grads: torch.Tensor | np.ndarray, lr: float,
+                  betas: tuple[float, float] = (0.5, 0.999), eps: float = 1e-8,
+                  weight_decay: float = 0.0) -> list[int]:
+        """Per-batch Adam step on some rows, in place in the current (unsealed) generation.
+
+        A row repeated in ``rows`` takes one step with the sum of its gradients. On a sealed
+        generation this first calls :meth:`begin_generation`. The accumulator is not touched.
+
+        Args:
+            rows: row indices.
+            grads: (B, K, 3, S, S) gradients of those rows' frames (any float dtype and device).
+            lr: learning rate (see :func:`mofkit.bilevel.adam.step_lr`).
+            betas: Adam's (beta1, beta2).
+            eps: Adam's epsilon.
+            weight_decay: L2 penalty added to the gradient, as ``torch.optim.Adam`` does.
+
+        Returns:
+            Sorted rows left unchanged because their gradient, or the resulting frames or moments,
+            were non-finite.
+        """
+        beta1, beta2 = check_adam(lr, betas, eps, weight_decay)
+        r, g, skipped = self._prepare_grads(rows, grads, "step_rows")
+        if not len(r):
+            return skipped
+        self._ensure_writable()
+        ok, (f, m1, m2, st) = self._adam_rows(
+            r, np.asarray(self._frames[r]), np.asarray(self._exp_avg[r]),
+            np.asarray(self._exp_avg_sq[r]), np.asarray(self._steps[r]), g,
+            lr, beta1, beta2, eps, weight_decay)
+        keep = r[ok]
+        if len(keep):
+            self._frames[keep] = f[ok]
+            crash_point("bank.step_rows.mid")
+            self._exp_avg[keep] = m1[ok]
+            self._exp_avg_sq[keep] = m2[ok]
+            self._steps[keep] = st[ok]
+        return sorted(skipped + r[~ok].tolist())
+
+    # -- private -------------------------------------------------------------------------------
+
+    def _zero_accumulator(self, rows: np.ndarray) -> None:
+        step = auto_chunk(self._frame_shape)
+        for a in range(0, len(rows), step):
+            self._accum[rows[a:a + step]] = 0.0
+        self._count[rows] = 0
+        self._accum.flush()
+        self._count.flush()
+
+    def _prepare_grads(self, rows, grads: torch.Tensor | np.ndarray,
+                       what: str) -> tuple[np.ndarray, torch.Tensor, list[int]]:
+        """Sorted unique finite rows, their summed float32 gradients, and the skipped rows."""
+        r = self._rows(rows, what)
+        g = as_float_tensor(grads, f"FrameBank.{what}({self.directory}): grads",
+                            (len(r), *self._frame_shape))
+        finite = torch.isfinite(g.flatten(1)).all(dim=1).numpy()
+        bad = set(r[~finite].tolist())
+        keep = ~np.isin(r, list(bad)) if bad else np.ones(len(r), dtype=bool)
+        r, g = r[keep], g[torch.from_numpy(keep)]
+        uniq, inv = np.unique(r, return_inverse=True)
+        if len(uniq) != len(r):  # a repeated row gets the sum, as autograd would give it
+            g = torch.zeros((len(uniq), *self._frame_shape)).index_add_(0, torch.from_numpy(inv), g)
+        else:
+            g = g[torch.from_numpy(np.argsort(r, kind="stable"))]
+        return uniq, g.contiguous(), sorted(bad)
+
+    def _adam_rows(self, rows: np.ndarray, frames: np.ndarray, exp_avg: np.ndarray,
+                   exp_avg_sq: np.ndarray, steps: np.ndarray, grad: torch.Tensor, lr: float,
+                   beta1: float, beta2: float, eps: float, weight_decay: float,
+                   ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+        """Adam on row blocks; returns (rows whose results are all finite, new stored arrays)."""
+        param = torch.from_numpy(np.array(frames, dtype=np.float32))
+        m1 = torch.from_numpy(np.array(exp_avg, dtype=np.float32))
+        m2 = torch.from_numpy(np.array(exp_avg_sq, dtype=np.float32))
+        new_steps = np.asarray(steps, dtype=np.int64) + 1
+        adam_rows_(param, grad, m1, m2, new_steps, lr, beta1, beta2, eps, weight_decay)
+        stored = self._to_storage(param, rows, new_steps)
+        ok = (np.isfinite(stored.reshape(len(rows), -1)).all(axis=1)
+              & torch.isfinite(m1.flatten(1)).all(dim=1).numpy()
+              & torch.isfinite(m2.flatten(1)).all(dim=1).numpy())
+        return ok, (stored, m1.numpy(), m2.numpy(), new_steps)
+
+    def _to_storage(self, x: torch.Tensor, rows: np.ndarray, steps: np.ndarray) -> np.ndarray:
+        if self.dtype == "float32":
+            return x.numpy()
+        seed = int(self._meta.get("seed", 0))
+        u = np.stack([np.random.default_rng([seed, int(r), int(s)]).random(x[0].numel(), np.float32)
+                      for r, s in zip(rows, steps)]).reshape(x.shape)
+        return stochastic_round_fp16(x.numpy(), u)
