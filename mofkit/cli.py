@@ -4,6 +4,7 @@ Commands:
     run        the ordered notebooks, headless, into a reports folder (the main job)
     train      one training run (baseline or MOF); works under torchrun
     generate   write the synthetic corpus
+    study      a named grid of runs (K sweep, trade-off, ablations) into one table; resumable
     tables     regenerate the README's tables from the committed result files
     scan       the quality table of a folder's videos (PATH) or of a dataset's
 Config overrides use dotted keys: ``--set train.epochs=5 --set mof.enabled=true``.
@@ -153,6 +154,25 @@ def _scan_path(args) -> int:
     return 0
 
 
+def _cmd_study(args) -> int:
+    from mofkit.config import get_config
+    from mofkit.train.studies import STUDIES, get_study, run_study
+    from mofkit.viz.plots import headline_markdown
+
+    if args.name not in STUDIES:
+        print(f"mofkit study: unknown study {args.name!r}; studies: {', '.join(STUDIES)}",
+              file=sys.stderr)
+        return 2
+    cfg = get_config(args.profile, parse_overrides(args.set))
+    out = Path(args.out_dir or f"runs/{args.profile}")
+    table = run_study(cfg, args.name, out)
+    study = get_study(cfg, args.name, out)
+    by = ("ablation", "value") if "ablation" in table else ("method", "K")
+    print(f"\n{args.name}: {len(table)} runs, table {out / study.folder / 'results.csv'}\n")
+    print(headline_markdown(table, by=by))
+    return 0
+
+
 def _cmd_tables(args) -> int:
     from mofkit.viz.tables import update_tables
 
@@ -216,6 +236,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--split", default="test", help="dataset split (without PATH)")
     s.add_argument("--rows", type=int, default=40, help="table rows printed (the CSV has all)")
     s.set_defaults(fn=_cmd_scan)
+
+    st = sub.add_parser("study", help="a named grid of runs (k_sweep, tradeoff, ablations), resumable")
+    common(st)
+    st.add_argument("name", help="the study: k_sweep | tradeoff | ablations")
+    st.add_argument("--out-dir", default=None, help="results folder (default runs/<profile>)")
+    st.set_defaults(fn=_cmd_study)
 
     tb = sub.add_parser("tables", help="regenerate the README's tables from docs/results/*.csv")
     tb.add_argument("files", nargs="*", default=["README.md"], help="markdown files (default README.md)")

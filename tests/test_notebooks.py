@@ -73,9 +73,11 @@ def test_missing_earlier_results_name_the_notebook(tmp_path):
 
     s = nb.setup("smoke", out_dir=str(tmp_path / "empty"))
     with pytest.raises(nb.MissingResult, match="run notebook 02_mof first"):
-        nb.load_snapshots(s)
+        s.run("mof")
     with pytest.raises(nb.MissingResult, match="01_baseline"):
         s.require("uniform/metrics.json")
+    with pytest.raises(ValueError, match="ensure\\(\\) knows corpus, uniform, mof, not nope"):
+        nb.ensure(s, "nope")
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 
 from mofkit import notebook as nb
+from mofkit.data.datasets import load_splits
+from mofkit.eval.search import SearchIndex
 
 pytestmark = pytest.mark.slow
 
@@ -20,8 +22,8 @@ def session(tmp_path_factory):
 
 
 def test_search_over_the_test_split(session):
-    index = nb.SearchIndex(session, run="uniform", progress=False)
-    _, test = nb.load_splits(session)
+    _, test = load_splits(session.cfg)
+    index = SearchIndex(session.run("uniform"), dataset=test, progress=False)
     assert index.ids == test.video_ids and not index.skipped
     assert index.video_emb.shape[0] == len(test)
     hits = index.search(test.records[0].captions[0], k=3)
@@ -43,7 +45,7 @@ def test_search_over_a_folder_names_videos_by_path_and_says_why_files_are_skippe
     (folder / "broken.mp4").write_bytes(np.random.default_rng(0).integers(0, 256, 2048, np.uint8).tobytes())
     (folder / "notes.txt").write_text("not a video")
     monkeypatch.setenv("HOME", str(home))
-    index = nb.SearchIndex(session, run="uniform", folder="~/clips")
+    index = SearchIndex(session.run("uniform"), folder="~/clips")
     assert index.ids == ["bikes.mkv", "bikes.mp4", "sub/bikes.mp4"]
     assert list(index.skipped) == ["broken.mp4"]
     reason = index.skipped["broken.mp4"]
@@ -53,20 +55,20 @@ def test_search_over_a_folder_names_videos_by_path_and_says_why_files_are_skippe
     labels = [h[1] for h in index.search("a red circle moves left", k=3)]
     assert sorted(labels) == index.ids  # a folder's videos are labelled by their path
     # one file is a gallery of one
-    single = nb.SearchIndex(session, run="uniform", folder=folder / "sub" / "bikes.mp4", progress=False)
+    single = SearchIndex(session.run("uniform"), folder=folder / "sub" / "bikes.mp4", progress=False)
     assert single.ids == ["bikes.mp4"]
 
 
 def test_search_folder_errors_say_what_is_wrong(session, tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        nb.SearchIndex(session, run="uniform", folder=tmp_path / "nowhere", progress=False)
+        SearchIndex(session.run("uniform"), folder=tmp_path / "nowhere", progress=False)
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="no video files"):
-        nb.SearchIndex(session, run="uniform", folder=tmp_path / "empty", progress=False)
+        SearchIndex(session.run("uniform"), folder=tmp_path / "empty", progress=False)
     (tmp_path / "notes.txt").write_text("x")
     with pytest.raises(ValueError, match="not a video file"):
-        nb.SearchIndex(session, run="uniform", folder=tmp_path / "notes.txt", progress=False)
+        SearchIndex(session.run("uniform"), folder=tmp_path / "notes.txt", progress=False)
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "a.mp4").write_bytes(b"")
     with pytest.raises(ValueError, match="(?s)none of the 1 videos .* could be read: .*a.mp4: file is empty"):
-        nb.SearchIndex(session, run="uniform", folder=tmp_path / "bad", progress=False)
+        SearchIndex(session.run("uniform"), folder=tmp_path / "bad", progress=False)

@@ -95,6 +95,13 @@ class VideoTextDataset:
     def __getitem__(self, i: int) -> VideoRecord:
         return self.records[i]
 
+    def record(self, video_id: str) -> VideoRecord:
+        """The record of a video, by id (KeyError naming the split when it has none)."""
+        for r in self.records:
+            if r.video_id == video_id:
+                return r
+        raise KeyError(f"video {video_id!r} is not in {self.name}/{self.split} ({len(self)} videos)")
+
     def __iter__(self) -> Iterator[VideoRecord]:
         return iter(self.records)
 
@@ -475,3 +482,43 @@ def load_dataset(name: str, root: str | os.PathLike, split: str, **kw: Any) -> V
     kw.pop("train_split", None)
     reader = load_msvd if name == "msvd" else load_didemo
     return reader(root, split, **kw)
+
+
+class DataNotFound(FileNotFoundError):
+    """A public dataset is not where the config says; the message says what to put where."""
+
+
+def prepare_dataset(cfg, *, progress: bool = True) -> Path:
+    """Put the config's dataset in place: generate the synthetic corpus if needed, or check that a
+    public dataset (which cannot be downloaded from here) is where ``cfg.data.root`` says.
+
+    Args:
+        cfg: a :class:`mofkit.config.Config`.
+        progress: progress bar while generating.
+
+    Returns:
+        The dataset root.
+
+    Raises:
+        DataNotFound: a public dataset's folder is missing or empty.
+    """
+    d = cfg.data
+    if d.dataset == "synthetic":
+        from mofkit.data.synthetic import ensure_corpus
+
+        return ensure_corpus(d.root, cfg.synthetic, progress=progress)
+    root = Path(d.root)
+    if not root.is_dir() or not any(root.iterdir()):
+        raise DataNotFound(f"the {d.dataset} dataset is not in {root}: download it (see data/README.md "
+                           f"for its sources and the expected layout), or set DATA_ROOT to where it "
+                           f"is; it cannot be downloaded from here")
+    return root
+
+
+def load_splits(cfg) -> tuple[VideoTextDataset, VideoTextDataset]:
+    """``(train, test)`` datasets of a config (videos absent from disk are an error)."""
+    d = cfg.data
+    kw = {"video_dir": d.video_dir}
+    if d.dataset in ("msrvtt", "synthetic"):
+        kw["train_split"] = d.train_split
+    return load_dataset(d.dataset, d.root, "train", **kw), load_dataset(d.dataset, d.root, "test", **kw)

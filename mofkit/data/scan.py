@@ -192,3 +192,15 @@ def _warn(bad: dict[str, str], total: int, where: str) -> None:
     more = f"; ... and {len(items) - _MAX_LISTED} more" if len(items) > _MAX_LISTED else ""
     warnings.warn(f"{len(items)} of {total} videos of {where} are unreadable and left out: {listed}{more}",
                   RuntimeWarning, stacklevel=3)
+
+
+def scan_summary(df: pd.DataFrame) -> pd.DataFrame:
+    """One-row summary of a scan: videos, readable, frames/fps/duration/resolution ranges."""
+    ok = df[df.readable]
+    return pd.DataFrame([{
+        "videos": len(df), "readable": int(df.readable.sum()), "unreadable": int((~df.readable).sum()),
+        "frames (min-max)": f"{ok.num_frames.min()}-{ok.num_frames.max()}" if len(ok) else "-",
+        "fps": ", ".join(f"{x:g}" for x in sorted(ok.fps.unique())[:4]) if len(ok) else "-",
+        "duration s (mean)": round(float(ok.duration.mean()), 2) if len(ok) else float("nan"),
+        "resolution": ", ".join(sorted({f"{w}x{h}" for w, h in zip(ok.width, ok.height)})[:4]),
+    }])

@@ -648,3 +648,29 @@ def load_timeline(root: str | os.PathLike) -> dict[str, list[dict]]:
 def load_families(root: str | os.PathLike) -> dict[str, int]:
     """video id -> hard-negative family number, from ``<root>/corpus.json``."""
     return _read_meta(root)["families"]
+
+
+def event_coverage(timeline: dict[str, list[dict]], video_ids, k_values) -> "pd.DataFrame":
+    """Share of the videos' decisive events that K uniform frames hit, per K.
+
+    Args:
+        timeline: :func:`load_timeline` of the corpus.
+        video_ids: the videos to count (e.g. the test split's).
+        k_values: the K to try (``cfg.study.k_values``).
+
+    Returns:
+        DataFrame with columns ``K`` and ``decisive events seen (%)``.
+    """
+    import pandas as pd
+
+    from mofkit.data.sampling import sample_indices
+
+    rows = []
+    for k in k_values:
+        hits = []
+        for vid in video_ids:
+            events = timeline.get(vid, [])
+            idx = sample_indices(events[-1]["end"], k, "uniform") if events else []
+            hits += [any(e["start"] <= i < e["end"] for i in idx) for e in events if e.get("decisive")]
+        rows.append({"K": k, "decisive events seen (%)": 100 * float(np.mean(hits)) if hits else np.nan})
+    return pd.DataFrame(rows)

@@ -292,3 +292,46 @@ def end_to_end_throughput(model: nn.Module, paths, num_frames: int, *, preproces
         model.train(was_training)
     return {"videos_per_s": len(paths) / (decode + encode), "decode_seconds": decode,
             "encode_seconds": encode, "videos": len(paths), "device": str(device)}
+
+
+def cost_table(cfg, paths, k_values=None) -> "pd.DataFrame":
+    """The whole inference cost per test video of a config's model at each K.
+
+    GFLOPs (image tower x K + temporal head) and throughput measured on this machine, both the
+    model's alone (random frames) and end to end (decode K frames of ``paths``, preprocess,
+    encode).
+
+    Args:
+        cfg: a :class:`mofkit.config.Config` (its model, device, decode size and backend).
+        paths: test video files for the end-to-end figure (a few dozen).
+        k_values: the K to measure; default ``cfg.study.k_values``.
+
+    Returns:
+        One row per K; ``attrs["params"]`` (parameter counts) and ``attrs["text_gflops"]``
+        (GFLOPs per caption).
+    """
+    import pandas as pd
+
+    from mofkit.data.preprocess import Preprocessor
+    from mofkit.models import create_from_config
+
+    device = get_device(cfg.device)
+    bundle = create_from_config(cfg.model, device)
+    pre = Preprocessor(bundle.image_size, bundle.mean, bundle.std)
+    rows = []
+    for k in k_values or cfg.study.k_values:
+        v = video_flops(bundle.model, k, bundle.image_size)
+        tp = encode_throughput(bundle.model, k, bundle.image_size, batch_size=32, iters=3, device=device)
+        e2e = end_to_end_throughput(bundle.model, paths, k, preprocess=pre.eval,
+                                    decode_size=cfg.data.decode_size, backend=cfg.data.backend,
+                                    device=device)
+        rows.append({"K": k, "GFLOPs/video": v["total"] / 1e9,
+                     "GFLOPs/frame (image tower)": v["image_tower_per_frame"] / 1e9,
+                     "GFLOPs temporal head": v["temporal_head"] / 1e9,
+                     "videos/s (end to end)": e2e["videos_per_s"],
+                     "videos/s (encode only)": tp["videos_per_s"],
+                     "frames/s (encode only)": tp["frames_per_s"], "device": str(device)})
+    df = pd.DataFrame(rows)
+    df.attrs["params"] = param_counts(bundle.model)
+    df.attrs["text_gflops"] = text_flops(bundle.model, cfg.model.context_length) / 1e9
+    return df

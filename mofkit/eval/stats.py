@@ -148,3 +148,41 @@ def load_ranks(path: str | os.PathLike) -> dict:
         return {"video_ids": [str(v) for v in z["video_ids"]],
                 "query_to_video": z["query_to_video"] if "query_to_video" in z else None,
                 "counts": counts}
+
+
+def load_history(run_dir: str | os.PathLike) -> pd.DataFrame:
+    """Per-epoch rows of a run, from its ``metrics.json``."""
+    return pd.DataFrame(_metrics_json(run_dir)["history"])
+
+
+def final_metrics_table(runs: Mapping[str, str | os.PathLike]) -> pd.DataFrame:
+    """Final test metrics of runs, one row per run, every direction.
+
+    Args:
+        runs: label -> run folder (holding ``metrics.json``).
+
+    Returns:
+        DataFrame indexed by label: K, train seconds, test videos, dropped videos and
+        ``<direction> <metric>`` columns.
+    """
+    rows = []
+    for label, folder in runs.items():
+        doc = _metrics_json(folder)
+        fin = doc["final"]
+        row = {"run": label, "K": doc["config"]["data"]["num_frames"],
+               "train s": round(doc["train_seconds"], 1), "test videos": fin["n_videos"],
+               "dropped": len(fin.get("dropped", []))}
+        for direction in DIRECTIONS:
+            for m in METRIC_KEYS:
+                row[f"{direction} {m}"] = round(fin[direction][m], 2)
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("run")
+
+
+def _metrics_json(run_dir: str | os.PathLike) -> dict:
+    import json
+
+    path = Path(run_dir) / "metrics.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"no metrics.json in {run_dir}: has this run been trained?")
+    return json.loads(path.read_text())

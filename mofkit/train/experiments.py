@@ -1,17 +1,13 @@
-"""Grids of training runs (K sweeps, ablations, seeds) collected into one table.
+"""What a study's table is made of: run folder names and one row per finished run.
 
-Each run gets its own folder ``<root>/<name>/seed<s>``; a finished run is not trained again (its
-checkpoint holds the final metrics), so a notebook or script can be re-run cheaply and an
-interrupted sweep resumes where it stopped. The table has one row per (setting, seed): the
-overrides, the final test metrics (t2v, v2t, and the DSL variants), training time, inference
-GFLOPs per video and per caption.
+:func:`run_name` names a setting's folder; :func:`result_row` flattens a finished run into the
+table row every study writes (the final test metrics of every direction, training time, inference
+GFLOPs per video and per caption). The studies themselves are in :mod:`mofkit.train.studies`.
 """
 from __future__ import annotations
 
-import itertools
-import json
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import pandas as pd
 
@@ -31,12 +27,6 @@ def run_name(overrides: dict[str, Any]) -> str:
         return "default"
     parts = [f"{k}-{v}" for k, v in overrides.items()]
     return "_".join(parts).replace("/", "-").replace(" ", "")
-
-
-def expand_grid(grid: dict[str, Iterable[Any]]) -> list[dict[str, Any]]:
-    """``{"a": [1, 2], "b": [3]}`` -> ``[{"a": 1, "b": 3}, {"a": 2, "b": 3}]``."""
-    keys = list(grid)
-    return [dict(zip(keys, values)) for values in itertools.product(*(grid[k] for k in keys))]
 
 
 _FLOPS_CACHE: dict[tuple, tuple[float, float]] = {}
@@ -69,54 +59,3 @@ def result_row(cfg: Config, final: dict, train_seconds: float) -> dict[str, Any]
     row.update(train_seconds=train_seconds, gflops=gv, text_gflops=gt,
                n_test_videos=final.get("n_videos"), dropped_test_videos=len(final.get("dropped", [])))
     return row
-
-
-def run_grid(base: Config, grid: dict[str, Iterable[Any]] | list[dict[str, Any]], *,
-             seeds: Iterable[int] = (0,), root: str | Path, progress: bool = True,
-             label: str | None = None) -> pd.DataFrame:
-    """Train every (setting, seed) of a grid, reusing finished runs; return the results table.
-
-    Args:
-        base: the config every run starts from (a profile, with its own overrides).
-        grid: dotted key -> values (all combinations), or an explicit list of override dicts.
-        seeds: training seeds (``train.seed``); the corpus and the test set do not change.
-        root: folder of the runs; ``<root>/results.csv`` is (re)written after each run.
-        progress: training progress bars and a line per run.
-        label: a ``method`` column value for every row (e.g. ``"uniform"``); None derives it.
-
-    Returns:
-        DataFrame, one row per run: ``setting``, ``seed``, the overrides, metrics, cost.
-    """
-    from mofkit.train.loop import train
-
-    settings = grid if isinstance(grid, list) else expand_grid(grid)
-    root = Path(root)
-    rows = []
-    for setting in settings:
-        for seed in seeds:
-            cfg = Config.from_dict(base.to_dict())
-            apply_overrides(cfg, setting)
-            apply_overrides(cfg, {"train.seed": int(seed)})
-            cfg.out_dir = str(root / run_name(setting) / f"seed{seed}")
-            if progress:
-                print(f"run {run_name(setting)} seed {seed} -> {cfg.out_dir}", flush=True)
-            res = train(cfg, progress=progress)
-            if not res.is_main:
-                continue
-            row = {"setting": run_name(setting), "seed": int(seed),
-                   "method": label or ("MOF" if cfg.mof.enabled else "uniform"),
-                   "K": cfg.data.num_frames, **setting}
-            row.update(result_row(cfg, res.final, res.train_seconds))
-            rows.append(row)
-            df = pd.DataFrame(rows)
-            root.mkdir(parents=True, exist_ok=True)
-            df.to_csv(root / "results.csv", index=False)
-    return pd.DataFrame(rows)
-
-
-def load_run(out_dir: str | Path) -> dict:
-    """A finished or running run's ``metrics.json`` (config, history, final metrics)."""
-    path = Path(out_dir) / "metrics.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"no metrics.json in {out_dir}: has this run been trained?")
-    return json.loads(path.read_text())

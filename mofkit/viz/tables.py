@@ -107,3 +107,34 @@ def update_tables(paths, check: bool = False) -> list[Path]:
             if not check:
                 p.write_text(new)
     return stale
+
+
+def write_headline(out: str | Path, sweep: pd.DataFrame, *, cost: pd.DataFrame | None = None,
+                   device: str = "", profile: str = "") -> Path:
+    """The main job's headline: ``<out>/headline.md`` (the trade-off table, saying what was run)
+    and ``<out>/headline.csv`` (its rows, one per setting and seed, with the measured throughput
+    and the device: the file ``docs/results/`` keeps of a main job).
+
+    Args:
+        out: the results folder.
+        sweep: the K sweep's table (``run_study(cfg, "k_sweep", out)``).
+        cost: ``mofkit.eval.cost.cost_table`` of the config; adds the measured end-to-end
+            videos per second at each K.
+        device: what trained and timed the runs, in words (``mofkit.device.describe_device``).
+        profile: the config profile.
+
+    Returns:
+        The markdown file.
+    """
+    out = Path(out)
+    if cost is not None:  # videos per second from file to embedding
+        sweep = sweep.assign(videos_per_s=sweep["K"].map(cost.set_index("K")["videos/s (end to end)"]))
+    n_test = sorted({int(n) for n in sweep["n_test_videos"]}) if "n_test_videos" in sweep else []
+    where = f"{', '.join(map(str, n_test))} test videos" if n_test else "test set"
+    on = f"; trained and timed on {device}" if device else ""
+    text = (f"## Headline: uniform K vs MOF ({where}; {seeds_phrase(sweep['seed'])}{on})\n\n"
+            + headline_markdown(sweep, by=("method", "K")) + "\n")
+    path = out / "headline.md"
+    path.write_text(text)
+    sweep.assign(device=device, profile=profile).to_csv(out / "headline.csv", index=False)
+    return path

@@ -1,0 +1,57 @@
+"""Studies as data: the grids come from the config, one runner trains or reuses their runs."""
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from mofkit.config import get_config
+from mofkit.train.experiments import run_name
+from mofkit.train.studies import LABEL_KEYS, STUDIES, get_study, own_run_dir, run_study
+
+
+def test_the_studies_read_their_grids_from_the_config(tmp_path):
+    cfg = get_config("cpu", {"study.k_values": [2, 8], "study.seeds": [0, 3]})
+    sweep = get_study(cfg, "k_sweep", tmp_path)
+    assert [(s["label"], s["data.num_frames"]) for s in sweep.settings] == [
+        ("uniform", 2), ("uniform", 8), ("MOF", cfg.data.num_frames)]
+    assert sweep.seeds == (0, 3) and sweep.folder == "sweep" and not sweep.needs
+    trade = get_study(cfg, "tradeoff", tmp_path)
+    assert trade.settings[-1]["mof.hypergrad"] == "fd" and trade.settings[-1]["label"] == "MOF (first order)"
+    abl = get_study(cfg, "ablations", tmp_path)
+    assert abl.needs == ("uniform",) and abl.seeds == tuple(cfg.study.ablation_seeds)
+    assert abl.base["model.pretrained"] == str(tmp_path / own_run_dir(cfg, "uniform") / "checkpoint.pt")
+    assert [s["ablation"] for s in abl.settings][0] == "MOF (config)"
+    assert abl.settings[-1] == {"mof.enabled": False, "ablation": "uniform (same budget)",
+                                "value": "uniform (same budget)"}
+    alpha = [s for s in abl.settings if s["ablation"] == "alpha"]
+    assert [s["value"] for s in alpha] == [f"alpha={a}" for a in cfg.study.alpha_values if a != cfg.mof.alpha]
+    # the config's own runs are the K sweep's runs of their setting
+    own = {k: v for k, v in sweep.settings[-1].items() if k not in LABEL_KEYS}
+    assert own_run_dir(cfg, "mof") == f"sweep/{run_name(own)}/seed{cfg.train.seed}"
+    with pytest.raises(ValueError, match="unknown study 'nope'; studies: k_sweep"):
+        get_study(cfg, "nope", tmp_path)
+    assert set(STUDIES) == {"k_sweep", "tradeoff", "ablations"}
+
+
+@pytest.mark.slow
+def test_run_study_trains_once_writes_its_table_and_reuses_finished_runs(tmp_path, capsys):
+    from mofkit.cli import main
+
+    over = {"data.root": str(tmp_path / "corpus"), "data.cache_dir": str(tmp_path / "cache"),
+            "study.k_values": [2], "study.seeds": [0]}
+    cfg = get_config("smoke", over)
+    table = run_study(cfg, "k_sweep", tmp_path / "runs", progress=False)
+    assert list(table["method"]) == ["uniform", "MOF"] and list(table["K"]) == [2, 4]
+    saved = pd.read_csv(tmp_path / "runs" / "sweep" / "results.csv")
+    assert list(saved["setting"]) == list(table["setting"]) and saved["t2v_R1"].notna().all()
+    stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "runs").rglob("checkpoint.pt")}
+    assert len(stamps) == 2
+    # the same study from the command line: nothing is trained again, the table is printed
+    args = ["study", "k_sweep", "--profile", "smoke", "--out-dir", str(tmp_path / "runs")]
+    for key, value in over.items():
+        args += ["--set", f"{key}={json.dumps(value) if isinstance(value, list) else value}"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "k_sweep: 2 runs" in out and "| uniform 2 |" in out and "| MOF 4 |" in out
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "runs").rglob("checkpoint.pt")} == stamps
