@@ -286,7 +286,7 @@ class MOFTask(Task):
         changes far below a grey level survive: ``epoch_000.npy`` holds the start in float32, and
         every later ``epoch_NNN.npy`` the change since then in float16 (a small change keeps its
         digits there, where a float16 image would round it away), half the bytes of float32.
-        ``mofkit.notebook.load_snapshots`` adds them back up.
+        ``mofkit.viz.snapshots.load_snapshots`` adds them back up.
         """
         tr = self.trainer
         n = min(self.cfg.mof.snapshot_videos, len(tr.data.train))

@@ -1,6 +1,6 @@
 """Browse compressed frames: an ipywidgets explorer, and its static twin for headless runs.
 
-Both take the snapshots a MOF run writes (read with ``mofkit.notebook.load_snapshots``): per video,
+Both take the snapshots a MOF run writes (read with ``mofkit.viz.snapshots.load_snapshots``): per video,
 ``(E, K, H, W, 3)`` frames at E saved epochs, floats on the [0, 1] scale (uint8 works too).
 Differences are computed from the floats, so changes below one grey level show, and every colour
 scale runs from 0 to the largest difference shown. The explorer renders each view to PNG bytes
