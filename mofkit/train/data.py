@@ -8,7 +8,7 @@ the test videos left out are reported with every evaluation.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import torch
@@ -16,18 +16,23 @@ import torch
 from mofkit.config import Config
 from mofkit.train import distributed as D
 
+if TYPE_CHECKING:
+    from mofkit.data.cache import FrameCache
+    from mofkit.data.datasets import VideoTextDataset
+    from mofkit.data.loaders import EvalClips
+
 
 @dataclass
 class RunData:
     """Everything the training loop reads."""
 
     cfg: Config
-    train: object  # VideoTextDataset of the training videos that could be decoded
-    test: object  # VideoTextDataset of the test videos that could be decoded
-    train_clips: object  # EvalClips over the training videos' K uniform frames (bank initialisation)
-    test_clips: object  # EvalClips over the test videos' K uniform frames
-    train_k: object  # FrameCache (uniform, T = K) of the training split
-    train_grid: object | None  # FrameCache (uniform, T = dense_frames) or None when not needed
+    train: VideoTextDataset  # the training videos that could be decoded
+    test: VideoTextDataset  # the test videos that could be decoded
+    train_clips: EvalClips  # the training videos' K uniform frames (bank initialisation)
+    test_clips: EvalClips  # the test videos' K uniform frames
+    train_k: FrameCache  # uniform, T = K, of the training split
+    train_grid: FrameCache | None  # uniform, T = dense_frames, or None when not needed
     train_tokens: torch.Tensor  # (num_captions, L) every training caption
     train_caption_video: np.ndarray  # (num_captions,) training row of each caption
     test_tokens: torch.Tensor  # (Q, L)

@@ -34,15 +34,16 @@ _FLOPS_CACHE: dict[tuple, tuple[float, float]] = {}
 
 def inference_gflops(cfg: Config) -> tuple[float, float]:
     """(GFLOPs per test video at K frames, GFLOPs per caption) of ``cfg``'s model (2 FLOPs per MAC)."""
+    import dataclasses
+
     from mofkit.eval.cost import text_flops, video_flops
-    from mofkit.models import create_retrieval_model
+    from mofkit.models import create_from_config
 
     m = cfg.model
     key = (m.arch, m.temporal_head, m.temporal_layers, m.context_length, cfg.data.num_frames)
     if key not in _FLOPS_CACHE:
-        bundle = create_retrieval_model(m.arch, None, temporal_head=m.temporal_head,
-                                        temporal_layers=m.temporal_layers, max_frames=m.max_frames,
-                                        context_length=m.context_length)
+        # no weights are needed to count FLOPs: the same architecture, randomly initialised
+        bundle = create_from_config(dataclasses.replace(m, pretrained=None))
         v = video_flops(bundle.model, cfg.data.num_frames, bundle.image_size)["total"]
         t = text_flops(bundle.model, m.context_length)
         _FLOPS_CACHE[key] = (v / 1e9, t / 1e9)
