@@ -5,6 +5,7 @@ Commands:
     train      one training run (baseline or MOF); works under torchrun
     generate   write the synthetic corpus
     study      a named grid of runs (K sweep, trade-off, ablations) into one table; resumable
+    compare    paired difference of two methods' R@k, seeds paired, bootstrap over queries
     tables     regenerate the README's tables from the committed result files
     scan       the quality table of a folder's videos (PATH) or of a dataset's
 Config overrides use dotted keys: ``--set train.epochs=5 --set mof.enabled=true``.
@@ -173,6 +174,28 @@ def _cmd_study(args) -> int:
     return 0
 
 
+def _cmd_compare(args) -> int:
+    from mofkit.eval.stats import paired_difference
+
+    rows = []
+    try:
+        for direction in args.directions:
+            rows.append(paired_difference(args.runs, args.against, direction=direction, k=args.k,
+                                          confidence=args.confidence))
+    except (FileNotFoundError, KeyError, ValueError) as e:
+        print(f"mofkit compare: {e.args[0] if e.args else e}", file=sys.stderr)
+        return 2
+    level = f"{100 * args.confidence:g} %"
+    print(f"A: {', '.join(args.runs)}\nB: {', '.join(args.against)}\n")
+    print(f"| direction | A R@{args.k} | B R@{args.k} | A - B | {level} CI | seeds | queries | verdict |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['direction']} | {r['a']:.2f} | {r['b']:.2f} | {r['diff']:+.2f} | "
+              f"[{r['low']:+.2f}, {r['high']:+.2f}] | {r['seeds']} | {r['queries']} | {r['verdict']} |")
+    print(f"\npaired over seeds, bootstrap (BCa) over test queries")
+    return 0
+
+
 def _cmd_tables(args) -> int:
     from mofkit.viz.tables import update_tables
 
@@ -242,6 +265,14 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("name", help="the study: k_sweep | tradeoff | ablations")
     st.add_argument("--out-dir", default=None, help="results folder (default runs/<profile>)")
     st.set_defaults(fn=_cmd_study)
+
+    cp = sub.add_parser("compare", help="paired R@k difference of two methods with a confidence interval")
+    cp.add_argument("runs", nargs="+", help="run folders of method A, one per seed")
+    cp.add_argument("--against", nargs="+", required=True, help="run folders of method B, the same seeds")
+    cp.add_argument("--k", type=int, default=1, help="recall cut-off (default R@1)")
+    cp.add_argument("--directions", nargs="+", default=["t2v", "v2t"])
+    cp.add_argument("--confidence", type=float, default=0.95)
+    cp.set_defaults(fn=_cmd_compare)
 
     tb = sub.add_parser("tables", help="regenerate the README's tables from docs/results/*.csv")
     tb.add_argument("files", nargs="*", default=["README.md"], help="markdown files (default README.md)")

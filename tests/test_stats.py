@@ -74,3 +74,71 @@ def test_a_finished_run_keeps_ranks_that_give_its_metrics(tmp_path):
     for direction in ("t2v", "v2t", "t2v_dsl", "v2t_dsl"):
         assert metrics_from_counts(*saved["counts"][direction]) == res.final[direction]
     assert "counts" not in res.final and "sim" not in res.final
+
+
+def _fake_run(folder, seed: int, higher, tied=None, ids=None):
+    """A run folder with only what paired statistics read: config.json and ranks.npz."""
+    import json
+
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps({"train": {"seed": seed}}))
+    higher = np.asarray(higher)
+    tied = np.zeros_like(higher) if tied is None else np.asarray(tied)
+    ids = ids or [f"v{i}" for i in range(len(higher))]
+    save_ranks(folder / "ranks.npz", {"t2v": (higher, tied), "v2t": (higher, tied)}, video_ids=ids)
+    return folder
+
+
+def test_query_hits_average_to_the_metrics():
+    from mofkit.eval.stats import query_hits
+
+    higher, tied = np.array([0, 0, 3, 0, 9]), np.array([0, 1, 0, 3, 0])
+    for k in (1, 5, 10):
+        assert 100 * query_hits(higher, tied, k).mean() == pytest.approx(metrics_from_counts(higher, tied)[f"R{k}"])
+
+
+def test_paired_difference_interval_and_verdict(tmp_path):
+    from mofkit.eval.stats import paired_difference
+
+    rng = np.random.default_rng(0)
+    n = 400
+    b_runs, a_runs, same = [], [], []
+    for seed in (0, 1, 2):
+        base = rng.integers(0, 3, n)  # rank counts of method B
+        better = np.where(rng.random(n) < 0.3, 0, base)  # A moves 30 % of queries to rank 1
+        b_runs.append(_fake_run(tmp_path / f"b{seed}", seed, base))
+        a_runs.append(_fake_run(tmp_path / f"a{seed}", seed, better))
+        same.append(_fake_run(tmp_path / f"c{seed}", seed, base))
+    r = paired_difference(a_runs, b_runs)
+    expected = np.mean([metrics_from_counts(np.load(a / "ranks.npz")["t2v_higher"], np.zeros(n))["R1"]
+                        - metrics_from_counts(np.load(b / "ranks.npz")["t2v_higher"], np.zeros(n))["R1"]
+                        for a, b in zip(a_runs, b_runs)])
+    assert r["diff"] == pytest.approx(expected) and r["a"] - r["b"] == pytest.approx(expected)
+    assert 0 < r["low"] < r["diff"] < r["high"] and r["verdict"] == "A better"
+    assert r["seeds"] == 3 and r["queries"] == n
+    assert paired_difference(b_runs, a_runs)["verdict"] == "B better"
+    tie = paired_difference(same, b_runs)  # the same ranks: no difference, no spread
+    assert tie["diff"] == 0 and (tie["low"], tie["high"]) == (0, 0) and tie["verdict"] == "no difference"
+    # the same R@1, reached on other queries: the difference is 0 and the interval holds it
+    first = np.r_[np.zeros(n // 2, int), np.ones(n // 2, int)]
+    left = [_fake_run(tmp_path / f"n{s}", s, first) for s in (0, 1, 2)]
+    right = [_fake_run(tmp_path / f"o{s}", s, first[::-1]) for s in (0, 1, 2)]
+    r = paired_difference(left, right)
+    assert r["diff"] == pytest.approx(0) and r["low"] < -5 and r["high"] > 5
+    assert r["verdict"] == "no difference"
+    with pytest.raises(ValueError, match="same seeds"):
+        paired_difference(a_runs[:2], b_runs)
+    odd = _fake_run(tmp_path / "odd", 0, np.zeros(n, int), ids=[f"w{i}" for i in range(n)])
+    with pytest.raises(ValueError, match="same test set"):
+        paired_difference([odd], b_runs[:1])
+
+
+def test_compare_on_the_command_line(tmp_path, capsys):
+    from mofkit.cli import main
+
+    a = _fake_run(tmp_path / "a", 0, [0, 0, 0, 1])
+    b = _fake_run(tmp_path / "b", 0, [1, 1, 0, 1])
+    assert main(["compare", str(a), "--against", str(b)]) == 0
+    out = capsys.readouterr().out
+    assert "| t2v | 75.00 | 25.00 | +50.00 |" in out and "paired over seeds" in out
+    assert main(["compare", str(a), "--against", str(tmp_path / "missing")]) == 2

@@ -186,3 +186,84 @@ def _metrics_json(run_dir: str | os.PathLike) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"no metrics.json in {run_dir}: has this run been trained?")
     return json.loads(path.read_text())
+
+
+# -- paired comparisons ------------------------------------------------------------------------------
+
+def query_hits(higher, tied, k: int = 1) -> np.ndarray:
+    """Each query's expected hit at rank ``k`` (0..1), ties counted at their expected rank.
+
+    With ``h`` competitors above its item and ``t`` level with it, a query's item lies uniformly on
+    ranks ``h + 1 .. h + t + 1``, so P(rank <= k) = clip(k - h, 0, t + 1) / (t + 1): the same rule
+    as :func:`mofkit.eval.metrics.metrics_from_counts`, whose R@k is 100 times the mean of these.
+    """
+    higher, tied = np.asarray(higher, np.float64), np.asarray(tied, np.float64)
+    return np.clip(k - higher, 0, tied + 1) / (tied + 1)
+
+
+def _run_seed(run_dir: Path) -> int:
+    import json
+
+    cfg = json.loads((Path(run_dir) / "config.json").read_text())
+    return int(cfg["train"]["seed"])
+
+
+def paired_difference(runs_a: Sequence[str | os.PathLike], runs_b: Sequence[str | os.PathLike], *,
+                      direction: str = "t2v", k: int = 1, confidence: float = 0.95,
+                      n_resamples: int = 10_000, random_state: int = 0) -> dict:
+    """R@k of A minus B, paired over seeds and test queries, with a bootstrap confidence interval.
+
+    Runs are paired by their training seed (each side needs the same seeds) and must have been
+    tested on the same videos. Per query, the hit difference is averaged over the seed pairs; the
+    interval resamples test queries (``scipy.stats.bootstrap``, BCa), so it says how sure the
+    difference is for this test set and these seeds.
+
+    Args:
+        runs_a: run folders of method A (one per seed), each with ``ranks.npz`` and ``config.json``.
+        runs_b: run folders of method B, the same seeds.
+        direction: ``t2v``, ``v2t``, ``t2v_dsl`` or ``v2t_dsl``.
+        k: the recall cut-off (R@1 by default).
+        confidence: of the interval.
+        n_resamples: bootstrap resamples.
+        random_state: seed of the resampling, so a printed interval can be reproduced.
+
+    Returns:
+        ``{"direction", "k", "a", "b", "diff", "low", "high", "seeds", "queries", "verdict"}``:
+        mean R@k of each side and their difference in points, the interval, and "A better",
+        "B better" or "no difference" (the interval holds zero).
+    """
+    from scipy import stats as scipy_stats
+
+    by_seed_a = {_run_seed(Path(r)): Path(r) for r in runs_a}
+    by_seed_b = {_run_seed(Path(r)): Path(r) for r in runs_b}
+    if len(by_seed_a) != len(runs_a) or len(by_seed_b) != len(runs_b):
+        raise ValueError("each side needs one run per seed; two runs of a side share a seed")
+    if set(by_seed_a) != set(by_seed_b):
+        raise ValueError(f"the two sides must have the same seeds to be paired: A has "
+                         f"{sorted(by_seed_a)}, B has {sorted(by_seed_b)}")
+    diffs, hits_a, hits_b, ids = [], [], [], None
+    for seed in sorted(by_seed_a):
+        ra, rb = load_ranks(by_seed_a[seed]), load_ranks(by_seed_b[seed])
+        for r, side in ((ra, by_seed_a[seed]), (rb, by_seed_b[seed])):
+            if ids is None:
+                ids = r["video_ids"]
+            elif r["video_ids"] != ids:
+                raise ValueError(f"{side} was tested on other videos than the first run: paired "
+                                 f"statistics need the same test set")
+            if direction not in r["counts"]:
+                raise KeyError(f"{side}/ranks.npz has no {direction!r} ranks; it has {list(r['counts'])}")
+        a, b = query_hits(*ra["counts"][direction], k=k), query_hits(*rb["counts"][direction], k=k)
+        hits_a.append(a)
+        hits_b.append(b)
+        diffs.append(a - b)
+    d = 100 * np.mean(diffs, axis=0)  # (Q,) per-query difference in points, averaged over seeds
+    if np.ptp(d) == 0:  # every query the same: no spread to resample
+        low = high = float(d[0])
+    else:
+        res = scipy_stats.bootstrap((d,), np.mean, confidence_level=confidence, n_resamples=n_resamples,
+                                    method="BCa", random_state=random_state)
+        low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
+    verdict = "A better" if low > 0 else "B better" if high < 0 else "no difference"
+    return {"direction": direction, "k": k, "a": float(100 * np.mean(hits_a)),
+            "b": float(100 * np.mean(hits_b)), "diff": float(d.mean()), "low": low, "high": high,
+            "seeds": len(by_seed_a), "queries": len(d), "verdict": verdict}
