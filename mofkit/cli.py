@@ -5,6 +5,7 @@ Commands:
     train      one training run (baseline or MOF); works under torchrun
     generate   write the synthetic corpus
     study      a named grid of runs (K sweep, trade-off, ablations) into one table; resumable
+    ceiling    the best t2v R@1 K uniform frames allow on the synthetic corpus
     compare    paired difference of two methods' R@k, seeds paired, bootstrap over queries
     tables     regenerate the README's tables from the committed result files
     scan       the quality table of a folder's videos (PATH) or of a dataset's
@@ -174,6 +175,28 @@ def _cmd_study(args) -> int:
     return 0
 
 
+def _cmd_ceiling(args) -> int:
+    from mofkit.config import get_config
+    from mofkit.data.datasets import load_dataset, prepare_dataset
+    from mofkit.data.synthetic import load_timeline
+    from mofkit.eval.ceiling import ceiling_table
+
+    cfg = get_config(args.profile, parse_overrides(args.set))
+    if cfg.data.dataset != "synthetic":
+        print(f"mofkit ceiling: the ceiling needs the synthetic corpus's event timelines; profile "
+              f"{args.profile} reads {cfg.data.dataset}", file=sys.stderr)
+        return 2
+    prepare_dataset(cfg)
+    ids = load_dataset("synthetic", cfg.data.root, args.split).video_ids
+    table = ceiling_table(load_timeline(cfg.data.root), ids, args.k or cfg.study.k_values)
+    print(f"information ceiling of t2v R@1 with K uniform frames ({len(ids)} {args.split} videos "
+          f"of {cfg.data.root}; see mofkit.eval.ceiling):\n")
+    print("| K | ceiling t2v R@1 (%) | decisive event seen (%) |\n|---|---|---|")
+    for r in table.itertuples():
+        print(f"| {r.K} | {r.ceiling_t2v_R1:.1f} | {r.decisive_seen:.1f} |")
+    return 0
+
+
 def _cmd_compare(args) -> int:
     from mofkit.eval.stats import paired_difference
 
@@ -265,6 +288,12 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("name", help="the study: k_sweep | tradeoff | ablations")
     st.add_argument("--out-dir", default=None, help="results folder (default runs/<profile>)")
     st.set_defaults(fn=_cmd_study)
+
+    ce = sub.add_parser("ceiling", help="the information ceiling of t2v R@1 per K (synthetic corpus)")
+    common(ce)
+    ce.add_argument("--split", default="test")
+    ce.add_argument("--k", type=int, nargs="+", default=None, help="K values (default study.k_values)")
+    ce.set_defaults(fn=_cmd_ceiling)
 
     cp = sub.add_parser("compare", help="paired R@k difference of two methods with a confidence interval")
     cp.add_argument("runs", nargs="+", help="run folders of method A, one per seed")
