@@ -74,6 +74,14 @@ def test_a_finished_run_keeps_ranks_that_give_its_metrics(tmp_path):
     for direction in ("t2v", "v2t", "t2v_dsl", "v2t_dsl"):
         assert metrics_from_counts(*saved["counts"][direction]) == res.final[direction]
     assert "counts" not in res.final and "sim" not in res.final
+    # the synthetic corpus: R@1 within the queries whose decisive event the K frames see, and not
+    groups = res.final["groups"]
+    seen, missed = groups["decisive_seen"], groups["decisive_missed"]
+    assert seen["queries"] + missed["queries"] == res.final["n_queries"]
+    overall = sum(g["t2v_R1"] * g["queries"] for g in (seen, missed) if g["queries"]) / res.final["n_queries"]
+    assert overall == pytest.approx(res.final["t2v"]["R1"])
+    for name, g in groups.items():
+        assert res.history[-1].get(f"t2v_R1_{name}") == g["t2v_R1"]  # absent (None) for an empty group
 
 
 def _fake_run(folder, seed: int, higher, tied=None, ids=None):

@@ -39,6 +39,9 @@ class RunData:
     test_caption_video: np.ndarray  # (Q,) test row of each query
     train_dropped: list[str] = field(default_factory=list)  # unreadable training video ids
     test_dropped: list[str] = field(default_factory=list)  # unreadable test video ids
+    # name -> bool mask over test videos; evaluations report t2v R@1 within each group (synthetic
+    # corpus: whether the K uniform test frames see the video's decisive event)
+    test_groups: dict[str, np.ndarray] = field(default_factory=dict)
     _clips: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -83,7 +86,7 @@ def prepare_data(cfg: Config, tokenizer: Callable, info: D.DistInfo | None = Non
         :class:`RunData`.
     """
     from mofkit.data.cache import FrameCache
-    from mofkit.data.datasets import load_dataset
+    from mofkit.data.datasets import load_splits
     from mofkit.data.loaders import EvalClips
 
     info = info or D.DistInfo()
@@ -93,11 +96,7 @@ def prepare_data(cfg: Config, tokenizer: Callable, info: D.DistInfo | None = Non
 
         ensure_corpus(d.root, cfg.synthetic, progress=progress)
     D.barrier(info)
-    kw = {"video_dir": d.video_dir}
-    if d.dataset in ("msrvtt", "synthetic"):
-        kw["train_split"] = d.train_split
-    train = load_dataset(d.dataset, d.root, "train", **kw)
-    test = load_dataset(d.dataset, d.root, "test", **kw)
+    train, test = load_splits(cfg)
 
     need_grid = d.train_sampling == "rand" or cfg.mof.enabled
     if need_grid and cfg.mof.enabled and d.dense_frames < cfg.mof.meta_frames:
@@ -128,10 +127,17 @@ def prepare_data(cfg: Config, tokenizer: Callable, info: D.DistInfo | None = Non
 
     train_caps, train_cv = train.caption_pairs()
     test_caps, test_cv = test.caption_pairs()
+    groups = {}
+    if d.dataset == "synthetic":
+        from mofkit.data.synthetic import load_timeline
+        from mofkit.eval.ceiling import decisive_seen
+
+        seen = decisive_seen(load_timeline(d.root), test.video_ids, d.num_frames)
+        groups = {"decisive_seen": seen, "decisive_missed": ~seen}
     return RunData(cfg=cfg, train=train, test=test,
                    train_clips=EvalClips(caches["train_k"], train, d.num_frames),
                    test_clips=EvalClips(caches["test_k"], test, d.num_frames),
                    train_k=caches["train_k"], train_grid=caches.get("grid"),
                    train_tokens=_tokenize(tokenizer, train_caps), train_caption_video=np.asarray(train_cv),
                    test_tokens=_tokenize(tokenizer, test_caps), test_caption_video=np.asarray(test_cv),
-                   train_dropped=train_dropped, test_dropped=test_dropped)
+                   train_dropped=train_dropped, test_dropped=test_dropped, test_groups=groups)

@@ -280,6 +280,17 @@ class Trainer:
                              batch_size=self.cfg.train.eval_batch_size, dropped=d.test_dropped)
         res.pop("sim", None)
         self._rank_counts = res.pop("counts")  # kept apart: ranks.npz, not the JSON metrics
+        if d.test_groups:
+            from mofkit.eval.metrics import metrics_from_counts
+
+            higher, tied = self._rank_counts["t2v"]
+            res["groups"] = {}
+            for name, videos in d.test_groups.items():
+                queries = videos[d.test_caption_video]  # (Q,) the groups of the queries' videos
+                res["groups"][name] = {
+                    "queries": int(queries.sum()),
+                    "t2v_R1": metrics_from_counts(higher[queries], tied[queries])["R1"]
+                    if queries.any() else None}  # (None, not NaN: a history row must equal itself)
         return res
 
     def _save_ranks(self) -> None:
@@ -321,6 +332,9 @@ class Trainer:
                 if metrics is not None:
                     for direction in DIRECTIONS:
                         row.update({f"{direction}_{k}": v for k, v in metrics[direction].items()})
+                    for name, g in metrics.get("groups", {}).items():
+                        if g["t2v_R1"] is not None:
+                            row[f"t2v_R1_{name}"] = g["t2v_R1"]
                     if last:
                         final = metrics
                         self._save_ranks()
