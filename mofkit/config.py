@@ -105,10 +105,11 @@ class MOFConfig:
     frame_betas: tuple[float, float] = (0.5, 0.999)  # Adam betas on the frames (reference)
     frame_lr_step: int = 30  # StepLR period in frame-optimiser steps (reference 30; one step per epoch)
     frame_lr_gamma: float = 0.5  # StepLR factor (reference 0.5)
-    update: str = "epoch"  # epoch: one Adam step on all frames per meta epoch (reference) | batch
+    update: str = "epoch"  # epoch: one Adam step on all frames per meta epoch (reference) | batch | none (frozen bank: a control)
     meta_every: int = 1  # run the meta epoch every E epochs
     bank_dtype: str = "float32"  # storage of frames and Adam moments on disk: float32 | float16
-    init: str = "uniform"  # frame initialisation: uniform (eval preprocessing) | train_crop (one random crop)
+    init: str = "uniform"  # frame initialisation: uniform (eval preprocessing) | train_crop (one random crop) | oracle (synthetic: frames inside the captioned events)
+    augment: bool = False  # base steps crop (and flip, with data.hflip) bank frames as the baseline crops its frames; the meta step sees them uncropped
     snapshot_videos: int = 8  # save these first training videos' frames after every frame update
 
 

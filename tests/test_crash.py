@@ -301,14 +301,17 @@ def test_mof_epoch_update_killed_inside_bank_updates_and_checkpoints(sessions, s
         ("checkpoint.save.partial:1", 1),  # epoch 2's checkpoint half written
         ("bank.prune.dropped:2", 2),  # epoch 2 checkpointed, bank.json pruned, folders not deleted
         # (hit 1 is the prune at resume, of what the killed sessions left)
-        ("bank.meta.before_replace:1", 2),  # epoch 3's switch to its new generation, half done
+        ("checkpoint.save.partial:1", 2),  # epoch 3's (the last, with no meta epoch) checkpoint half written
     ])
 
 
 def test_a_finished_run_killed_while_pruning_is_cleaned_up_on_resume(sessions, straight):
-    """Killed after its last checkpoint: the resume trains nothing, yet leaves one generation."""
-    _kill_resume(sessions, straight, "mof-epoch", MOF_EPOCH, [
-        ("bank.prune.dropped:4", 3),  # epoch 3 (the last) checkpointed, old folders not deleted
+    """Killed after its last checkpoint: the resume trains nothing, yet leaves one generation.
+
+    Per-batch updates make a generation every epoch, so the last checkpoint has one to prune (the
+    per-epoch schedule runs no meta epoch after the last evaluation, so its last prune is empty)."""
+    _kill_resume(sessions, straight, "mof-batch", MOF_BATCH, [
+        ("bank.prune.dropped:3", 3),  # epoch 3 (the last) checkpointed, old folders not deleted
     ], name="killed-last-prune")
 
 

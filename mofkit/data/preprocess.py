@@ -237,7 +237,26 @@ class Preprocessor:
             raise ValueError(f"train expects a batch (B, T, H, W, 3) or (B, H, W, 3), got {tuple(frames.shape)}")
         if len(seeds) != frames.shape[0]:
             raise ValueError(f"got {len(seeds)} seeds for a batch of {frames.shape[0]} videos; pass one per video")
-        x = self._normalized_chw(frames)  # (B, ..., 3, H, W)
+        return self.crop_with_seeds(self._normalized_chw(frames), seeds, scale=scale, ratio=ratio,
+                                    hflip=hflip)
+
+    def crop_with_seeds(self, x: torch.Tensor, seeds: Sequence[Seed],
+                        scale: tuple[float, float] = (0.8, 1.0),
+                        ratio: tuple[float, float] = (3 / 4, 4 / 3), hflip: bool = False) -> torch.Tensor:
+        """The random resized crop (and flip) of :meth:`train_with_seeds` on normalised frames.
+
+        For frames already in the model's input space, such as MOF's compressed frames: the same
+        seed gives the same crop box as :meth:`train_with_seeds` would on frames of that size.
+
+        Args:
+            x: float (B, T, 3, H, W) (or (B, 3, H, W)), normalised.
+            seeds, scale, ratio, hflip: as in :meth:`train_with_seeds`.
+
+        Returns:
+            float32 (B, T, 3, S, S) (or (B, 3, S, S)) on the frames' device.
+        """
+        if len(seeds) != x.shape[0]:
+            raise ValueError(f"got {len(seeds)} seeds for a batch of {x.shape[0]} videos; pass one per video")
         lead = x.shape[1:-3]
         s = self.image_size
         if x.shape[0] == 0:

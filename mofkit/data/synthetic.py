@@ -674,3 +674,28 @@ def event_coverage(timeline: dict[str, list[dict]], video_ids, k_values) -> "pd.
             hits += [any(e["start"] <= i < e["end"] for i in idx) for e in events if e.get("decisive")]
         rows.append({"K": k, "decisive events seen (%)": 100 * float(np.mean(hits)) if hits else np.nan})
     return pd.DataFrame(rows)
+
+
+def event_frames(events: list[dict], k: int) -> list[int]:
+    """K frame indices inside a video's captioned events: every event gets at least one, in order.
+
+    The oracle control's compressed-frame initialisation: frames that show what the caption says.
+    Slots go to events in turn (the first ``k`` events when there are more than ``k``); an event
+    with ``m`` slots gets the frames at ``(i + 1/2) / m`` of its span.
+
+    Args:
+        events: a video's timeline (dicts with ``start`` and exclusive ``end``).
+        k: frames to pick.
+
+    Returns:
+        ``k`` frame indices, sorted.
+    """
+    n = len(events)
+    slots = [0] * n
+    for j in range(k):
+        slots[j % n] += 1
+    out = []
+    for ev, m in zip(events, slots):
+        span = ev["end"] - ev["start"]
+        out += [int(ev["start"] + min(span - 1, int((i + 0.5) * span / m))) for i in range(m)]
+    return sorted(out)

@@ -13,8 +13,15 @@ Tasks here:
 * ``mof``: MOF with the reference's schedule (``mof.update = "epoch"``): the base step trains on
   each video's K compressed frames from the bank; every ``mof.meta_every`` epochs a meta epoch
   accumulates every training video's hypergradient and then moves all frames by one Adam step.
+  No meta epoch runs after the last evaluation: frames it moved would never be trained on.
 * ``mof-batch`` (``mof.update = "batch"``): each batch first moves its own frames one Adam step
   along their hypergradient, then the model trains on the moved frames.
+* ``mof-frozen`` (``mof.update = "none"``), two controls at MOF's training cost: the bank
+  initialised as MOF's (``frozen``) or from frames inside the captioned events (``mof.init =
+  "oracle"``, synthetic corpus), never updated.
+
+With ``mof.augment`` the bank tasks crop (and flip) each batch's compressed frames exactly as the
+baseline crops its decoded frames, seeded by (seed, epoch, video); the meta step sees them uncropped.
 
 The compressed-frame bank's multi-process protocol (rank 0 writes, the others reopen) lives in
 :class:`SharedBank`, the one place that knows about it.
@@ -111,7 +118,13 @@ class SharedBank:
         if self.info.is_main:
             data = tr.data
 
+            oracle = _oracle_positions(cfg, data) if cfg.mof.init == "oracle" else None
+
             def init(rows: np.ndarray) -> torch.Tensor:
+                if oracle is not None:  # frames inside the captioned events, from the dense grid
+                    grid_rows, positions = oracle
+                    frames = data.train_grid.rows(grid_rows[rows], positions[rows])  # (B, K, H, W, 3)
+                    return tr.preprocess.eval(frames).cpu()
                 frames = data.train_clips.frames_of(rows)  # (B, K, H, W, 3) uint8
                 if cfg.mof.init == "train_crop":
                     seeds = [(cfg.train.seed, -1, int(r)) for r in rows]
@@ -176,10 +189,16 @@ class MOFTask(Task):
     def step_inputs(self, batch: dict, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
         rows = batch["index"].numpy()
         frames, kept = self.compressed_frames(rows)  # (B, K, 3, S, S)
+        if self.cfg.mof.augment:  # the baseline's crop of this (seed, epoch, video), on bank frames
+            tr = self.trainer
+            frames = tr.preprocess.crop_with_seeds(
+                frames, [(self.cfg.train.seed, epoch, int(r)) for r in kept], **tr.data.aug)
         return frames, batch["tokens"][torch.from_numpy(np.isin(rows, kept))]
 
     def end_epoch(self, epoch: int) -> dict[str, Any]:
         if (epoch + 1) % self.cfg.mof.meta_every:
+            return {}
+        if epoch + 1 == self.cfg.train.epochs:  # frames moved now would never be trained on
             return {}
         out = self.meta_epoch(epoch)
         self.snapshot(epoch + 1)
@@ -306,6 +325,20 @@ class MOFTask(Task):
             np.save(folder / f"epoch_{epoch:03d}.npy", (images - start).astype(np.float16))
 
 
+class FrozenBankTask(MOFTask):
+    """A control: MOF's bank, initialised the same way (``mof.init``), never updated.
+
+    With ``mof.init = "uniform"`` it is MOF without its meta level (``frozen``); with
+    ``mof.init = "oracle"`` (synthetic corpus) the frames are taken inside the captioned events
+    (``oracle``): what MOF's frames could at best become.
+    """
+
+    name = "mof-frozen"
+
+    def end_epoch(self, epoch: int) -> dict[str, Any]:
+        return {}
+
+
 class MOFBatchTask(MOFTask):
     """MOF with the meta step interleaved: each batch moves its own frames, then trains on them."""
 
@@ -347,17 +380,23 @@ class MOFBatchTask(MOFTask):
             self.shared.begin_generation()
 
 
-TASKS: dict[str, type[Task]] = {"baseline": BaselineTask, "mof": MOFTask, "mof-batch": MOFBatchTask}
+TASKS: dict[str, type[Task]] = {"baseline": BaselineTask, "mof": MOFTask, "mof-batch": MOFBatchTask,
+                                "mof-frozen": FrozenBankTask}
 
 
 def task_name(cfg: "Config") -> str:
-    """Which task a config trains: ``baseline``, ``mof`` or ``mof-batch``."""
+    """Which task a config trains: ``baseline``, ``mof``, ``mof-batch`` or ``mof-frozen``."""
     if not cfg.mof.enabled:
         return "baseline"
-    if cfg.mof.update not in ("epoch", "batch"):
+    names = {"epoch": "mof", "batch": "mof-batch", "none": "mof-frozen"}
+    if cfg.mof.update not in names:
         raise ValueError(f"mof.update={cfg.mof.update!r}: use 'epoch' (one frame update per meta "
-                         f"epoch) or 'batch' (interleaved with the base steps)")
-    return "mof" if cfg.mof.update == "epoch" else "mof-batch"
+                         f"epoch), 'batch' (interleaved with the base steps) or 'none' (a frozen "
+                         f"bank, a control)")
+    if cfg.mof.init == "oracle" and cfg.data.dataset != "synthetic":
+        raise ValueError("mof.init='oracle' takes frames inside the captioned events, which only the "
+                         "synthetic corpus records; use 'uniform' or 'train_crop'")
+    return names[cfg.mof.update]
 
 
 def create_task(trainer: "Trainer", name: str | None = None) -> Task:
@@ -374,3 +413,19 @@ def create_task(trainer: "Trainer", name: str | None = None) -> Task:
     if name not in TASKS:
         raise ValueError(f"unknown training task {name!r}; tasks: {sorted(TASKS)}")
     return TASKS[name](trainer)
+
+
+def _oracle_positions(cfg: "Config", data) -> tuple[np.ndarray, np.ndarray]:
+    """Per training row: its row in the dense grid and the K grid positions inside its events."""
+    from mofkit.data.synthetic import event_frames, load_timeline
+
+    timeline = load_timeline(cfg.data.root)
+    grid = data.train_grid
+    ids = data.train.video_ids
+    grid_rows = grid.rows_of(ids)
+    positions = np.empty((len(ids), cfg.data.num_frames), dtype=np.int64)
+    for r, (vid, g) in enumerate(zip(ids, grid_rows)):
+        wanted = np.asarray(event_frames(timeline[vid], cfg.data.num_frames))  # source frame indices
+        have = grid.frame_indices[g]  # (T,) the source frame of each cached grid frame
+        positions[r] = np.abs(have[None, :] - wanted[:, None]).argmin(axis=1)  # nearest cached frame
+    return grid_rows, positions
