@@ -283,9 +283,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--rows", type=int, default=40, help="table rows printed (the CSV has all)")
     s.set_defaults(fn=_cmd_scan)
 
-    st = sub.add_parser("study", help="a named grid of runs (k_sweep, tradeoff, ablations), resumable")
+    st = sub.add_parser("study", help="a named grid of runs (k_sweep, tradeoff, ablations, controls), resumable")
     common(st)
-    st.add_argument("name", help="the study: k_sweep | tradeoff | ablations")
+    st.add_argument("name", help="the study: k_sweep | tradeoff | ablations | controls")
     st.add_argument("--out-dir", default=None, help="results folder (default runs/<profile>)")
     st.set_defaults(fn=_cmd_study)
 

@@ -31,7 +31,15 @@ def test_the_studies_read_their_grids_from_the_config(tmp_path):
     assert own_run_dir(cfg, "mof") == f"sweep/{run_name(own)}/seed{cfg.train.seed}"
     with pytest.raises(ValueError, match="unknown study 'nope'; studies: k_sweep"):
         get_study(cfg, "nope", tmp_path)
-    assert set(STUDIES) == {"k_sweep", "tradeoff", "ablations"}
+    assert set(STUDIES) == {"k_sweep", "tradeoff", "ablations", "controls"}
+    ctl = get_study(cfg, "controls", tmp_path)
+    assert [s["label"] for s in ctl.settings] == ["uniform", "rand", "frozen", "oracle", "MOF",
+                                                  "MOF (first order)"]
+    assert all(s.get("mof.augment") for s in ctl.settings if s.get("mof.enabled"))
+    assert "oracle" not in [s["label"] for s in get_study(get_config("paper"), "controls", tmp_path).settings]
+    # every setting runs a different task or configuration: no two share a folder
+    names = [run_name({k: v for k, v in s.items() if k not in LABEL_KEYS}) for s in ctl.settings]
+    assert len(set(names)) == len(names)
 
 
 @pytest.mark.slow

@@ -7,7 +7,7 @@ overrides, each with the labels its table rows get) and the seeds. :func:`run_st
 epoch), and rewrites ``<out>/<folder>/results.csv`` after each run, so a study is one resumable
 command::
 
-    python -m mofkit study k_sweep --profile cpu           # or: ablations, tradeoff
+    python -m mofkit study k_sweep --profile cpu           # or: ablations, tradeoff, controls
     python -m mofkit study k_sweep --set study.seeds=[0,1,2,3,4]
 
 The notebooks (03_ablations, 05_efficiency) and ``benchmarks/tradeoff.py`` call the same runner, so
@@ -100,8 +100,28 @@ def ablations(cfg: Config, out: Path) -> Study:
     return Study("ablations", "ablations", settings, tuple(st.ablation_seeds), base, ("uniform",))
 
 
+def controls(cfg: Config, out: Path) -> Study:
+    """MOF against its controls at one inference cost (K frames) and one training budget.
+
+    ``uniform`` and ``rand`` (the baselines' frame sampling), ``frozen`` (MOF's bank, never
+    updated), ``oracle`` (synthetic corpus: a bank of frames inside the captioned events, never
+    updated), MOF with the exact and with the first-order hypergradient; ``study.seeds`` each. The
+    bank methods get the baseline's random crop on their frames (``mof.augment``), so every method
+    sees the same augmentation.
+    """
+    k = cfg.data.num_frames
+    bank = {"data.num_frames": k, "mof.enabled": True, "mof.augment": True}
+    settings = [{"data.num_frames": k, "mof.enabled": False, "label": "uniform"},
+                {"data.num_frames": k, "mof.enabled": False, "data.train_sampling": "rand", "label": "rand"},
+                {**bank, "mof.update": "none", "label": "frozen"}]
+    if cfg.data.dataset == "synthetic":
+        settings.append({**bank, "mof.update": "none", "mof.init": "oracle", "label": "oracle"})
+    settings += [{**bank, "label": "MOF"}, {**bank, "mof.hypergrad": "fd", "label": "MOF (first order)"}]
+    return Study("controls", "controls", settings, tuple(cfg.study.seeds))
+
+
 STUDIES: dict[str, Callable[[Config, Path], Study]] = {
-    "k_sweep": k_sweep, "tradeoff": tradeoff, "ablations": ablations}
+    "k_sweep": k_sweep, "tradeoff": tradeoff, "ablations": ablations, "controls": controls}
 
 
 def get_study(cfg: Config, name: str, out: str | Path) -> Study:
