@@ -4,7 +4,9 @@ Commands:
     run        the ordered notebooks, headless, into a reports folder (the main job)
     train      one training run (baseline or MOF); works under torchrun
     generate   write the synthetic corpus
-    study      a named grid of runs (K sweep, trade-off, ablations) into one table; resumable
+    study      a named grid of runs (K sweep, trade-off, ablations, controls, regimes) into one
+               table; resumable; the paired studies write their summary with confidence intervals
+    pretrain   train the towers CLIP-style on synthetic stills (the regime study's pretrained start)
     ceiling    the best t2v R@1 K uniform frames allow on the synthetic corpus
     compare    paired difference of two methods' R@k, seeds paired, bootstrap over queries
     tables     regenerate the README's tables from the committed result files
@@ -158,8 +160,9 @@ def _scan_path(args) -> int:
 
 def _cmd_study(args) -> int:
     from mofkit.config import get_config
-    from mofkit.train.studies import STUDIES, get_study, run_study
+    from mofkit.train.studies import STUDIES, get_study, run_study, summarise_study
     from mofkit.viz.plots import headline_markdown
+    from mofkit.viz.tables import paired_markdown
 
     if args.name not in STUDIES:
         print(f"mofkit study: unknown study {args.name!r}; studies: {', '.join(STUDIES)}",
@@ -167,11 +170,38 @@ def _cmd_study(args) -> int:
         return 2
     cfg = get_config(args.profile, parse_overrides(args.set))
     out = Path(args.out_dir or f"runs/{args.profile}")
-    table = run_study(cfg, args.name, out)
+    keep = None if args.no_keep else True
+    table = run_study(cfg, args.name, out, keep=keep, train_missing=not args.read_only)
     study = get_study(cfg, args.name, out)
-    by = ("ablation", "value") if "ablation" in table else ("method", "K")
-    print(f"\n{args.name}: {len(table)} runs, table {out / study.folder / 'results.csv'}\n")
-    print(headline_markdown(table, by=by))
+    if not study.keep:
+        by = ("ablation", "value") if "ablation" in table else ("method", "K")
+        print(f"\n{args.name}: {len(table)} runs, table {out / study.folder / 'results.csv'}\n")
+        print(headline_markdown(table, by=by))
+        return 0
+    summary = summarise_study(cfg, args.name, table)
+    results = Path(args.results or cfg.study.results_dir or out)
+    results.mkdir(parents=True, exist_ok=True)
+    csv = results / f"{args.name}_{cfg.profile}.csv"
+    summary.to_csv(csv, index=False)
+    print(f"\n{args.name}: {len(table)} runs; summary {csv}\n")
+    print(paired_markdown(summary))
+    return 0
+
+
+def _cmd_pretrain(args) -> int:
+    import json
+
+    from mofkit.config import get_config
+    from mofkit.train.pretrain import pretrain_dir, run_pretrain
+
+    cfg = get_config(args.profile, parse_overrides(args.set))
+    out = Path(args.out_dir or f"runs/{args.profile}")
+    path = run_pretrain(cfg, out)
+    doc = json.loads((pretrain_dir(out) / "pretrain.json").read_text())
+    last = doc["history"][-1]
+    print(f"\ntowers: {path} ({doc['seconds']:.0f} s of training; zero-shot class accuracy "
+          f"{last['zero_shot_acc']:.1f} % over {doc['classes']} classes on held-out stills)\n"
+          f"start a video run from them: --set model.pretrained={path}")
     return 0
 
 
@@ -283,11 +313,24 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--rows", type=int, default=40, help="table rows printed (the CSV has all)")
     s.set_defaults(fn=_cmd_scan)
 
-    st = sub.add_parser("study", help="a named grid of runs (k_sweep, tradeoff, ablations, controls), resumable")
+    st = sub.add_parser("study", help="a named grid of runs (k_sweep, tradeoff, ablations, controls, "
+                                      "regimes), resumable")
     common(st)
-    st.add_argument("name", help="the study: k_sweep | tradeoff | ablations | controls")
+    st.add_argument("name", help="the study: k_sweep | tradeoff | ablations | controls | regimes")
     st.add_argument("--out-dir", default=None, help="results folder (default runs/<profile>)")
+    st.add_argument("--results", default=None,
+                    help="where a paired study writes its summary CSV (default study.results_dir)")
+    st.add_argument("--no-keep", action="store_true",
+                    help="do not keep (or reuse) finished runs' small files under study.keep_dir")
+    st.add_argument("--read-only", action="store_true",
+                    help="train nothing: summarise the runs that are finished (kept or under --out-dir)")
     st.set_defaults(fn=_cmd_study)
+
+    pt = sub.add_parser("pretrain", help="train the towers CLIP-style on synthetic stills (the "
+                                         "pretrained start of the regime study)")
+    common(pt)
+    pt.add_argument("--out-dir", default=None, help="results folder (default runs/<profile>)")
+    pt.set_defaults(fn=_cmd_pretrain)
 
     ce = sub.add_parser("ceiling", help="the information ceiling of t2v R@1 per K (synthetic corpus)")
     common(ce)

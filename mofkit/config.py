@@ -114,6 +114,22 @@ class MOFConfig:
 
 
 @dataclass
+class PretrainConfig:
+    """``mofkit pretrain``: the towers trained CLIP-style on synthetic stills (``mofkit.data.stills``),
+    the start of the regime study's ``pretrained start`` (MOF's and CLIP4Clip's real regime)."""
+
+    root: str = "data/stills"  # folder of the stills corpus (images.npy, stills.json)
+    n_train: int = 20000  # training stills (one object, one action, one caption each)
+    n_test: int = 1000  # held-out stills for the zero-shot class accuracy
+    size: int = 64  # still side in pixels (the video corpus's frame size)
+    seed: int = 0  # corpus and training seed
+    epochs: int = 8  # passes over the training stills
+    batch_size: int = 128  # stills per contrastive batch
+    lr: float = 1e-3  # AdamW peak learning rate (warm-up then cosine, as the video training)
+    weight_decay: float = 0.05  # AdamW weight decay on matrices
+
+
+@dataclass
 class StudyConfig:
     """The grids that the notebooks and benchmark scripts train (sweeps, ablations, seeds)."""
 
@@ -124,6 +140,15 @@ class StudyConfig:
     meta_frames_values: tuple[int, ...] = (8, 16, 32)  # N values of the ablation
     alpha_values: tuple[float, ...] = (1e-3, 1e-2, 1e-1)  # inner step sizes of the ablation
     frame_lr_values: tuple[float, ...] = (8e-4, 1e-2)  # frame learning rates of the ablation
+    # the paired studies (controls, regimes: mofkit.train.studies)
+    paired_seeds: tuple[int, ...] = (0,)  # training seeds of every paired setting (5 behind a claim)
+    test_videos: int | None = None  # their corpus's test split (None: synthetic.n_test); 2,000 puts one seed's R@1 standard error under a point
+    regimes: tuple[str, ...] = ("base", "fewer short events", "longer short events", "small training set",
+                                "pretrained start")  # regimes of the regime study (mofkit.train.studies.REGIMES)
+    finetune_lr: float = 1e-3  # pretrained start: learning rate of the new modules (temporal head, logit scale)
+    finetune_tower_lr: float = 1e-4  # pretrained start: learning rate of the pretrained towers
+    keep_dir: str | None = None  # where paired studies keep finished runs' small files (None: nowhere)
+    results_dir: str | None = None  # where `mofkit study` writes a paired study's summary CSV (None: the results folder)
 
 
 @dataclass
@@ -138,6 +163,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     mof: MOFConfig = field(default_factory=MOFConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     study: StudyConfig = field(default_factory=StudyConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -253,6 +279,8 @@ def smoke() -> Config:
         model=ModelConfig(arch="mof-tiny-32"),
         train=TrainConfig(epochs=2, batch_size=16, eval_batch_size=32),
         mof=MOFConfig(meta_frames=8),
+        pretrain=PretrainConfig(root="data/stills-smoke", n_train=256, n_test=64, size=32, epochs=1,
+                                batch_size=32),
         study=StudyConfig(seeds=(0,), k_values=(2, 4), ablation_seeds=(0,), ablation_epochs=1,
                           meta_frames_values=(4,), alpha_values=(1e-1,), frame_lr_values=(1e-2,)),
     )
@@ -270,7 +298,8 @@ def cpu() -> Config:
         mof=MOFConfig(meta_frames=16, meta_every=2, frame_lr=3e-2),
         study=StudyConfig(seeds=(0,), ablation_seeds=(0, 1), ablation_epochs=4,
                           meta_frames_values=(8,), alpha_values=(1e-3, 1e-1),
-                          frame_lr_values=(8e-4,)),
+                          frame_lr_values=(8e-4,), paired_seeds=(0, 1, 2, 3, 4), test_videos=2000,
+                          keep_dir="docs/results/runs/cpu", results_dir="docs/results"),
     )
 
 

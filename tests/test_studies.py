@@ -31,7 +31,7 @@ def test_the_studies_read_their_grids_from_the_config(tmp_path):
     assert own_run_dir(cfg, "mof") == f"sweep/{run_name(own)}/seed{cfg.train.seed}"
     with pytest.raises(ValueError, match="unknown study 'nope'; studies: k_sweep"):
         get_study(cfg, "nope", tmp_path)
-    assert set(STUDIES) == {"k_sweep", "tradeoff", "ablations", "controls"}
+    assert set(STUDIES) == {"k_sweep", "tradeoff", "ablations", "controls", "regimes"}
     ctl = get_study(cfg, "controls", tmp_path)
     assert [s["label"] for s in ctl.settings] == ["uniform", "rand", "frozen", "oracle", "MOF",
                                                   "MOF (first order)"]

@@ -344,6 +344,28 @@ def _track(rng: np.random.Generator, ev: dict, s: int) -> dict:
     return {"p0": p0, "p1": p1, "r0": 0.14 * s, "r1": 0.14 * s}
 
 
+def _draw_event(img: np.ndarray, ev: dict, tr: dict, u: float, s: int) -> None:
+    """Paint one event's object into ``img`` (S, S, 3 float) at ``u`` (0 -> 1) of its action."""
+    colour, shape = COLOURS[ev["colour"]], ev["shape"]
+
+    def at(v):
+        p = tr["p0"] + (tr["p1"] - tr["p0"]) * v
+        return p[0], p[1], tr["r0"] + (tr["r1"] - tr["r0"]) * v
+
+    if ev["action"] in _DIRECTIONS:  # a fading trail behind the object shows the direction
+        for lag, alpha in ((0.3, 0.2), (0.2, 0.32), (0.1, 0.5)):
+            px, py, r = at(u - lag)
+            _paint(img, shape, px, py, 0.9 * r, colour, alpha)
+    elif ev["action"] == SHORT_ACTION:  # a bright halo around the big object
+        px, py, r = at(0.0)
+        _paint(img, "circle", px, py, 1.5 * r, (255, 255, 255), 0.75, width=0.25 * r)
+    px, py, r = at(u)
+    _paint(img, shape, px, py, r, colour, 1.0)
+    if ev["action"] == "grows":  # dark outlines of the sizes it grew through
+        for frac in (0.35, 0.65):
+            _paint(img, shape, px, py, frac * r, (20, 20, 20), 0.6, width=0.05 * s)
+
+
 def render_video(record: dict, cfg: SyntheticConfig) -> np.ndarray:
     """Frames of one planned video (an item of :func:`plan_corpus`).
 
@@ -364,27 +386,25 @@ def render_video(record: dict, cfg: SyntheticConfig) -> np.ndarray:
         for ev, tr in tracks:
             if not ev["start"] <= t < ev["end"]:
                 continue
-            colour, shape = COLOURS[ev["colour"]], ev["shape"]
             u = (t - ev["start"]) / max(1, ev["end"] - ev["start"] - 1)  # 0 -> 1 over the event
-
-            def at(v):
-                p = tr["p0"] + (tr["p1"] - tr["p0"]) * v
-                return p[0], p[1], tr["r0"] + (tr["r1"] - tr["r0"]) * v
-
-            if ev["action"] in _DIRECTIONS:  # a fading trail behind the object shows the direction
-                for lag, alpha in ((0.3, 0.2), (0.2, 0.32), (0.1, 0.5)):
-                    px, py, r = at(u - lag)
-                    _paint(img, shape, px, py, 0.9 * r, colour, alpha)
-            elif ev["action"] == SHORT_ACTION:  # a bright halo around the big object
-                px, py, r = at(0.0)
-                _paint(img, "circle", px, py, 1.5 * r, (255, 255, 255), 0.75, width=0.25 * r)
-            px, py, r = at(u)
-            _paint(img, shape, px, py, r, colour, 1.0)
-            if ev["action"] == "grows":  # dark outlines of the sizes it grew through
-                for frac in (0.35, 0.65):
-                    _paint(img, shape, px, py, frac * r, (20, 20, 20), 0.6, width=0.05 * s)
+            _draw_event(img, ev, tr, u, s)
         out[t] = np.clip(np.rint(img), 0, 255).astype(np.uint8)
     return out
+
+
+def render_still(event: dict, seed: int, size: int) -> np.ndarray:
+    """One still of the video renderer: a fresh background and one event's object (``colour``,
+    ``shape``, ``action``) at a random point of its action, as a frame of a video shows it.
+
+    Returns:
+        uint8 array (H, W, 3).
+    """
+    rng = np.random.default_rng(seed)
+    img = _background(rng, size)
+    tr = _track(rng, event, size)
+    u = 0.0 if event["action"] == SHORT_ACTION else float(rng.uniform(0.15, 1.0))
+    _draw_event(img, event, tr, u, size)
+    return np.clip(np.rint(img), 0, 255).astype(np.uint8)
 
 
 # x264 picks among algorithms by CPU (SSE/AVX2/AVX-512 code paths that do not give identical

@@ -267,3 +267,62 @@ def paired_difference(runs_a: Sequence[str | os.PathLike], runs_b: Sequence[str 
     return {"direction": direction, "k": k, "a": float(100 * np.mean(hits_a)),
             "b": float(100 * np.mean(hits_b)), "diff": float(d.mean()), "low": low, "high": high,
             "seeds": len(by_seed_a), "queries": len(d), "verdict": verdict}
+
+
+def paired_summary(runs: pd.DataFrame, *, baselines: Sequence[str] = ("uniform", "rand"),
+                   by: Sequence[str] = ("regime",), directions: Sequence[str] = ("t2v", "v2t"),
+                   confidence: float = 0.95, n_resamples: int = 10_000) -> pd.DataFrame:
+    """One row per (``by`` group, method) of a paired study: seeds, R@1 mean and sd per direction,
+    and the paired difference to each baseline with its confidence interval.
+
+    Args:
+        runs: one row per run, with ``method``, ``seed``, ``run_dir`` (a folder with
+            ``config.json`` and ``ranks.npz``), the ``by`` columns and ``<direction>_R1``; the cost
+            columns (:data:`COST_COLUMNS`) and ``K`` are carried along (means).
+        baselines: methods every other method of its group is compared with (those present).
+        by: the columns that group runs into comparable sets (same test set).
+        directions: of the R@1 columns and the differences.
+        confidence, n_resamples: of :func:`paired_difference` (seeds paired, queries resampled).
+
+    Returns:
+        Columns ``*by, method, K, seeds, <d>_R1, <d>_R1_sd`` per direction, then per baseline ``b``
+        and direction ``d``: ``<d>_vs_<b>``, ``<d>_vs_<b>_low``, ``<d>_vs_<b>_high`` (points,
+        over the seeds both have) and ``<d>_vs_<b>_verdict``; then the cost columns and ``device``.
+    """
+    records = []
+    by = list(by)
+    groups = runs.groupby(by, sort=False) if by else [((), runs)]
+    for key, g in groups:
+        key = key if isinstance(key, tuple) else (key,)
+        for method, m in g.groupby("method", sort=False):
+            rec = dict(zip(by, key))
+            rec.update(method=method, K=int(m["K"].iloc[0]) if "K" in m else None,
+                       seeds=len(m))
+            for d in directions:
+                col = m[f"{d}_R1"].astype(float)
+                rec[f"{d}_R1"] = col.mean()
+                rec[f"{d}_R1_sd"] = col.std(ddof=1) if len(col) > 1 else float("nan")
+            for base in baselines:
+                b = g[g["method"] == base]
+                if base == method or b.empty:
+                    continue
+                seeds = sorted(set(m["seed"]) & set(b["seed"]))
+                if not seeds:
+                    continue
+                side_a = [m.set_index("seed").loc[s, "run_dir"] for s in seeds]
+                side_b = [b.set_index("seed").loc[s, "run_dir"] for s in seeds]
+                for d in directions:
+                    r = paired_difference(side_a, side_b, direction=d, confidence=confidence,
+                                          n_resamples=n_resamples)
+                    tag = f"{d}_vs_{base}"
+                    rec.update({tag: r["diff"], f"{tag}_low": r["low"], f"{tag}_high": r["high"],
+                                f"{tag}_verdict": {"A better": "better", "B better": "worse"}.get(
+                                    r["verdict"], r["verdict"])})
+                rec[f"paired_seeds_vs_{base}"] = len(seeds)
+            for c in COST_COLUMNS:
+                if c in m:
+                    rec[c] = float(m[c].astype(float).mean())
+            if "device" in m:
+                rec["device"] = "; ".join(sorted(m["device"].astype(str).unique()))
+            records.append(rec)
+    return pd.DataFrame.from_records(records)

@@ -7,8 +7,16 @@ overrides, each with the labels its table rows get) and the seeds. :func:`run_st
 epoch), and rewrites ``<out>/<folder>/results.csv`` after each run, so a study is one resumable
 command::
 
-    python -m mofkit study k_sweep --profile cpu           # or: ablations, tradeoff, controls
+    python -m mofkit study k_sweep --profile cpu           # or: ablations, tradeoff, controls, regimes
     python -m mofkit study k_sweep --set study.seeds=[0,1,2,3,4]
+
+The paired studies (``controls``, ``regimes``) test on a corpus of their own with
+``study.test_videos`` test videos (2,000 at ``cpu``: one seed's R@1 then has a standard error under
+a point), evaluate once at the end, and train ``study.paired_seeds``. Where ``study.keep_dir`` is
+set (``cpu``: ``docs/results/runs/cpu``), every finished run's ``config.json``, ``metrics.json`` and
+``ranks.npz`` are kept there, a few kB each, so that a clone resumes a study where another machine
+left it and the paired statistics can be recomputed from committed files
+(:mod:`mofkit.train.paired`).
 
 The notebooks (03_ablations, 05_efficiency) and ``benchmarks/tradeoff.py`` call the same runner, so
 the grids (``cfg.study``: K values, seeds, ablation values) are written in one place and a run is
@@ -27,7 +35,29 @@ from mofkit.config import Config, apply_overrides
 from mofkit.train.experiments import result_row, run_name
 
 OWN_RUNS = ("uniform", "mof")  # the config's own runs, at its K and seed
-LABEL_KEYS = ("label", "ablation", "value")  # setting keys that label table rows, not overrides
+# setting keys that label table rows (or name the run's folder), not overrides
+LABEL_KEYS = ("label", "ablation", "value", "regime", "folder")
+# what a paired study's runs differ by: the methods, at the config's K (the bank methods get the
+# baseline's random crop on their frames, mof.augment, so that every method sees the same augmentation)
+_BANK = {"mof.enabled": True, "mof.augment": True}
+METHODS: dict[str, dict[str, Any]] = {
+    "uniform": {"mof.enabled": False},  # segment mid-points, every epoch
+    "rand": {"mof.enabled": False, "data.train_sampling": "rand"},  # a random frame per segment
+    "frozen": {**_BANK, "mof.update": "none"},  # MOF's bank, initialised as MOF's, never updated
+    "oracle": {**_BANK, "mof.update": "none", "mof.init": "oracle"},  # frames inside the captioned events
+    "MOF": dict(_BANK),
+    "MOF (first order)": {**_BANK, "mof.hypergrad": "fd"},
+}
+CONTROLS = tuple(METHODS)  # the controls study: every method, in the base regime
+REGIME_METHODS = ("uniform", "rand", "MOF")  # the regime study: MOF against both baselines
+# one axis at a time away from the profile: the corpus (its own folder), or the model's start
+REGIMES: dict[str, dict[str, Any]] = {
+    "base": {},
+    "fewer short events": {"synthetic.short_prob": 0.25},
+    "longer short events": {"synthetic.short_frames": (4, 6)},
+    "small training set": {"synthetic.n_train": 250},
+    "pretrained start": {"pretrain": True},  # the towers of `mofkit pretrain`, CLIP4Clip-like lrs
+}
 
 
 @dataclass
@@ -39,7 +69,9 @@ class Study:
     settings: list[dict[str, Any]]  # dotted overrides per setting, plus LABEL_KEYS for the table
     seeds: tuple[int, ...]  # training seeds of every setting
     base: dict[str, Any] = field(default_factory=dict)  # overrides of every run (e.g. a start checkpoint)
-    needs: tuple[str, ...] = ()  # own runs that must exist first (OWN_RUNS)
+    needs: tuple[str, ...] = ()  # own runs that must exist first (OWN_RUNS), or "pretrain"
+    keep: bool = False  # keep finished runs' files under study.keep_dir (the paired studies)
+    seed_major: bool = False  # every setting's seed 0 first, then seed 1...: partial results pair up
 
 
 def own_setting(cfg: Config, kind: str) -> dict[str, Any]:
@@ -100,28 +132,84 @@ def ablations(cfg: Config, out: Path) -> Study:
     return Study("ablations", "ablations", settings, tuple(st.ablation_seeds), base, ("uniform",))
 
 
-def controls(cfg: Config, out: Path) -> Study:
-    """MOF against its controls at one inference cost (K frames) and one training budget.
+def corpus_root(cfg: Config, corpus: dict[str, Any]) -> str:
+    """Folder of a paired study's corpus: the profile's root, ``-t<test videos>``, and the corpus
+    overrides (``data/synthetic-t2000``, ``data/synthetic-t2000_short_prob-0.25``); each corpus has
+    its own folder, so that two regimes never regenerate each other's files."""
+    n_test = cfg.study.test_videos or cfg.synthetic.n_test
+    parts = [f"t{n_test}"] + [f"{k.split('.')[-1]}-{'-'.join(map(str, v)) if isinstance(v, (tuple, list)) else v}"
+                              for k, v in corpus.items()]
+    return f"{cfg.data.root}-{'_'.join(parts)}"
 
-    ``uniform`` and ``rand`` (the baselines' frame sampling), ``frozen`` (MOF's bank, never
-    updated), ``oracle`` (synthetic corpus: a bank of frames inside the captioned events, never
-    updated), MOF with the exact and with the first-order hypergradient; ``study.seeds`` each. The
-    bank methods get the baseline's random crop on their frames (``mof.augment``), so every method
-    sees the same augmentation.
-    """
-    k = cfg.data.num_frames
-    bank = {"data.num_frames": k, "mof.enabled": True, "mof.augment": True}
-    settings = [{"data.num_frames": k, "mof.enabled": False, "label": "uniform"},
-                {"data.num_frames": k, "mof.enabled": False, "data.train_sampling": "rand", "label": "rand"},
-                {**bank, "mof.update": "none", "label": "frozen"}]
+
+def regime_overrides(cfg: Config, regime: str, out: Path) -> dict[str, Any]:
+    """Overrides of every run of a regime: its corpus (synthetic settings and folder, the study's
+    test split), one evaluation at the end, and for ``pretrained start`` the towers of
+    ``mofkit pretrain`` with the fine-tuning learning rates ``study.finetune_lr`` (new modules) and
+    ``study.finetune_tower_lr`` (towers)."""
+    if regime not in REGIMES:
+        raise ValueError(f"unknown regime {regime!r}; regimes: {', '.join(REGIMES)}")
+    spec = dict(REGIMES[regime])
+    pretrained = spec.pop("pretrain", False)
+    over: dict[str, Any] = {"train.eval_every": 0}
     if cfg.data.dataset == "synthetic":
-        settings.append({**bank, "mof.update": "none", "mof.init": "oracle", "label": "oracle"})
-    settings += [{**bank, "label": "MOF"}, {**bank, "mof.hypergrad": "fd", "label": "MOF (first order)"}]
-    return Study("controls", "controls", settings, tuple(cfg.study.seeds))
+        over.update(spec)
+        if cfg.study.test_videos:
+            over["synthetic.n_test"] = cfg.study.test_videos
+        over["data.root"] = corpus_root(cfg, spec)
+    elif spec:
+        raise ValueError(f"regime {regime!r} changes the synthetic corpus; profile {cfg.profile} reads "
+                         f"{cfg.data.dataset}")
+    if pretrained:
+        from mofkit.train.pretrain import pretrain_checkpoint
+
+        over.update({"model.pretrained": str(pretrain_checkpoint(cfg, out)),
+                     "train.lr": cfg.study.finetune_lr, "train.tower_lr": cfg.study.finetune_tower_lr})
+    return over
+
+
+def _paired_settings(cfg: Config, out: Path, regimes, methods) -> list[dict[str, Any]]:
+    k = cfg.data.num_frames
+    settings = []
+    for regime in regimes:
+        over = regime_overrides(cfg, regime, out)
+        for method in methods:
+            if method == "oracle" and cfg.data.dataset != "synthetic":
+                continue  # event frames exist only where the corpus knows its events
+            named = {"data.num_frames": k, **METHODS[method]}
+            settings.append({**over, **named, "label": method, "regime": regime,
+                             "folder": f"{_slug(regime)}/{run_name(named)}"})
+    return settings
+
+
+def _slug(text: str) -> str:
+    return text.replace(" ", "_")
+
+
+def controls(cfg: Config, out: Path) -> Study:
+    """MOF against its controls at one inference cost (K frames) and one training budget, in the
+    base regime (the study's corpus): ``uniform`` and ``rand`` (the baselines' frame sampling),
+    ``frozen`` (MOF's bank, never updated), ``oracle`` (synthetic corpus: a bank of frames inside
+    the captioned events, never updated), MOF with the exact and with the first-order
+    hypergradient; ``study.paired_seeds`` each."""
+    return Study("controls", "studies", _paired_settings(cfg, out, ["base"], CONTROLS),
+                 tuple(cfg.study.paired_seeds), keep=True, seed_major=True)
+
+
+def regimes(cfg: Config, out: Path) -> Study:
+    """MOF, ``uniform`` and ``rand`` across regimes, one axis at a time (:data:`REGIMES`: the
+    corpus, a small training set, a pretrained start); ``study.paired_seeds`` each. Its base regime
+    shares its runs with the controls study."""
+    names = [r for r in cfg.study.regimes if cfg.data.dataset == "synthetic" or not REGIMES[r]
+             or REGIMES[r] == {"pretrain": True}]
+    needs = ("pretrain",) if any(REGIMES[r].get("pretrain") for r in names) else ()
+    return Study("regimes", "studies", _paired_settings(cfg, out, names, REGIME_METHODS),
+                 tuple(cfg.study.paired_seeds), needs=needs, keep=True, seed_major=True)
 
 
 STUDIES: dict[str, Callable[[Config, Path], Study]] = {
-    "k_sweep": k_sweep, "tradeoff": tradeoff, "ablations": ablations, "controls": controls}
+    "k_sweep": k_sweep, "tradeoff": tradeoff, "ablations": ablations, "controls": controls,
+    "regimes": regimes}
 
 
 def get_study(cfg: Config, name: str, out: str | Path) -> Study:
@@ -143,7 +231,22 @@ def train_own_run(cfg: Config, out: str | Path, kind: str, *, progress: bool = T
     return train(run, progress=progress)
 
 
-def run_study(cfg: Config, name: str, out: str | Path, *, progress: bool = True) -> pd.DataFrame:
+def _study_runs(cfg: Config, study: Study, out: Path):
+    """``(setting, seed, run config, folder under the study root)`` of every run, in run order."""
+    pairs = [(s, seed) for seed in study.seeds for s in study.settings] if study.seed_major else \
+        [(s, seed) for s in study.settings for seed in study.seeds]
+    for setting, seed in pairs:
+        overrides = {k: v for k, v in setting.items() if k not in LABEL_KEYS}
+        run = Config.from_dict(cfg.to_dict())
+        apply_overrides(run, study.base)
+        apply_overrides(run, overrides)
+        apply_overrides(run, {"train.seed": int(seed)})
+        rel = f"{setting.get('folder') or run_name(overrides)}/seed{seed}"
+        yield setting, overrides, run, rel
+
+
+def run_study(cfg: Config, name: str, out: str | Path, *, progress: bool = True,
+              keep: str | Path | None | bool = True, train_missing: bool = True) -> pd.DataFrame:
     """Train every (setting, seed) of a study, reusing finished runs; return its table.
 
     Args:
@@ -151,39 +254,111 @@ def run_study(cfg: Config, name: str, out: str | Path, *, progress: bool = True)
         name: a key of :data:`STUDIES`.
         out: the results folder (OUT_DIR); the runs go to ``<out>/<study folder>/<setting>/seed<s>``.
         progress: training progress bars and a line per run.
+        keep: where a paired study keeps its finished runs' files (and finds those of other
+            machines): True for ``study.keep_dir``, a folder, or None/False for nowhere.
+        train_missing: False reads only what is finished (kept or under ``out``) and trains nothing.
 
     Returns:
         One row per (setting, seed): ``setting``, ``seed``, ``method``, ``K``, the overrides, the
-        label columns, the final test metrics and cost (:func:`mofkit.train.experiments.result_row`);
-        also written to ``<out>/<study folder>/results.csv`` after every run.
+        label columns, the final test metrics and cost (:func:`mofkit.train.experiments.result_row`),
+        ``run_dir`` (where its files are: kept or under ``out``) and ``device``; also written to
+        ``<out>/<study folder>/results.csv`` after every run.
     """
+    from mofkit.data.datasets import prepare_dataset
+    from mofkit.device import describe_device
+    from mofkit.train import paired
     from mofkit.train.loop import train
 
     out = Path(out)
     study = get_study(cfg, name, out)
-    for kind in study.needs:
-        train_own_run(cfg, out, kind, progress=progress)
+    if keep is True:
+        keep = cfg.study.keep_dir
+    keep_root = Path(keep) / study.folder if (keep and study.keep) else None
     root = out / study.folder
-    rows = []
-    for setting in study.settings:
-        overrides = {k: v for k, v in setting.items() if k not in LABEL_KEYS}
-        for seed in study.seeds:
-            run = Config.from_dict(cfg.to_dict())
-            apply_overrides(run, study.base)
-            apply_overrides(run, overrides)
-            apply_overrides(run, {"train.seed": int(seed)})
-            run.out_dir = str(root / run_name(overrides) / f"seed{seed}")
+    rows, prepared = [], set()
+    for setting, overrides, run, rel in _study_runs(cfg, study, out):
+        run.out_dir = str(root / rel)
+        kept = paired.find_kept(keep_root / rel, run) if keep_root is not None else None
+        if kept is not None:
+            final, seconds, run_dir, device = kept["final"], kept["train_seconds"], keep_root / rel, kept.get("device", "")
+        else:
+            if not train_missing and paired.finished(run.out_dir) is None:
+                continue
+            for need in study.needs:
+                if need == "pretrain" and train_missing:
+                    from mofkit.train.pretrain import run_pretrain
+
+                    run_pretrain(cfg, out, progress=progress)
+                elif need in OWN_RUNS and train_missing:
+                    train_own_run(cfg, out, need, progress=progress)
+            if run.data.root not in prepared:
+                prepare_dataset(run, progress=progress)
+                prepared.add(run.data.root)
             if progress:
-                print(f"run {run_name(overrides)} seed {seed} -> {run.out_dir}", flush=True)
+                print(f"run {rel} -> {run.out_dir}", flush=True)
             res = train(run, progress=progress)
             if not res.is_main:
                 continue
-            row = {"setting": run_name(overrides), "seed": int(seed),
-                   "method": setting.get("label") or ("MOF" if run.mof.enabled else "uniform"),
-                   "K": run.data.num_frames, **overrides}
-            row.update({k: setting[k] for k in ("ablation", "value") if k in setting})
-            row.update(result_row(run, res.final, res.train_seconds))
-            rows.append(row)
-            root.mkdir(parents=True, exist_ok=True)
-            pd.DataFrame(rows).to_csv(root / "results.csv", index=False)
+            final, seconds, run_dir = res.final, res.train_seconds, Path(run.out_dir)
+            device = describe_device(run.device)
+            if keep_root is not None:
+                run_dir = paired.keep_run(run.out_dir, keep_root / rel, device=device)
+        row = {"setting": run_name(overrides) if not setting.get("folder") else setting["folder"],
+               "seed": int(run.train.seed),
+               "method": setting.get("label") or ("MOF" if run.mof.enabled else "uniform"),
+               "K": run.data.num_frames, **overrides}
+        row.update({k: setting[k] for k in ("ablation", "value", "regime") if k in setting})
+        row.update(result_row(run, final, seconds))
+        row.update(run_dir=str(run_dir), device=device)
+        rows.append(row)
+        root.mkdir(parents=True, exist_ok=True)
+        pd.DataFrame(rows).to_csv(root / f"{name}.csv" if study.keep else root / "results.csv", index=False)
     return pd.DataFrame(rows)
+
+
+def measured_throughput(cfg: Config, root: str | Path, k: int, videos: int = 64) -> float:
+    """End-to-end test videos per second (decode K uniform frames, preprocess, encode) of the
+    config's model on ``videos`` test files of the corpus at ``root``, measured now."""
+    import dataclasses
+
+    from mofkit.data.datasets import load_dataset
+    from mofkit.data.preprocess import Preprocessor
+    from mofkit.device import get_device
+    from mofkit.eval.cost import end_to_end_throughput
+    from mofkit.models import create_from_config
+
+    device = get_device(cfg.device)
+    test = load_dataset(cfg.data.dataset, root, "test", video_dir=cfg.data.video_dir)
+    paths = [r.path for r in list(test)[:videos]]
+    bundle = create_from_config(dataclasses.replace(cfg.model, pretrained=None), device)
+    pre = Preprocessor(bundle.image_size, bundle.mean, bundle.std)
+    return end_to_end_throughput(bundle.model, paths, k, preprocess=pre.eval,
+                                 decode_size=cfg.data.decode_size, backend=cfg.data.backend,
+                                 device=device)["videos_per_s"]
+
+
+def summarise_study(cfg: Config, name: str, runs: pd.DataFrame, *, measure: bool = True) -> pd.DataFrame:
+    """A paired study's table: per regime and method, seeds, R@1 mean and sd, the paired 95 %
+    interval of the difference to ``uniform`` and to ``rand``
+    (:func:`mofkit.eval.stats.paired_summary`), inference GFLOPs per video and, with ``measure``,
+    end-to-end videos per second measured on this machine (the same for every method of a K:
+    they differ in training only); ``profile`` and ``n_test_videos`` columns."""
+    from mofkit.device import describe_device
+    from mofkit.eval.stats import paired_summary
+
+    if runs.empty:
+        return pd.DataFrame()
+    table = paired_summary(runs, baselines=("uniform", "rand"), by=("regime",))
+    order = {m: i for i, m in enumerate(METHODS)}
+    regimes = {r: i for i, r in enumerate(REGIMES)}
+    table = table.sort_values(by=["regime", "method"], key=lambda c: c.map(
+        regimes if c.name == "regime" else order)).reset_index(drop=True)
+    tests = runs.groupby("regime")["n_test_videos"].first()
+    table["n_test_videos"] = table["regime"].map(tests).astype(int)
+    table["profile"] = cfg.profile
+    if measure:
+        root = runs["data.root"].iloc[0] if "data.root" in runs else cfg.data.root
+        speed = {k: measured_throughput(cfg, root, int(k)) for k in table["K"].unique()}
+        table["videos_per_s"] = table["K"].map(speed)
+        table["videos_per_s_device"] = describe_device(cfg.device)
+    return table

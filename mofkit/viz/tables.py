@@ -50,6 +50,8 @@ def render_table(csv: str | Path, *, by=("method", "K"), directions=("t2v", "v2t
         Markdown text ending with a newline.
     """
     df = pd.read_csv(csv)
+    if any(c.startswith(f"{directions[0]}_vs_") for c in df):  # a paired study's summary
+        return _paired_document(df, directions, label or csv)
     table = headline_markdown(df, by=by, directions=directions)
     parts = []
     if "profile" in df:
@@ -62,6 +64,24 @@ def render_table(csv: str | Path, *, by=("method", "K"), directions=("t2v", "v2t
         parts.append(f"device: {'; '.join(sorted(df['device'].astype(str).unique()))}")
     parts.append(f"generated from `{label or csv}`")
     return table + "\n\n" + "*" + "; ".join(parts) + ".*\n"
+
+
+def _paired_document(df: pd.DataFrame, directions, label) -> str:
+    parts = []
+    if "profile" in df:
+        parts.append(f"profile `{', '.join(sorted(df['profile'].astype(str).unique()))}`")
+    if "n_test_videos" in df:
+        parts.append(f"{', '.join(str(int(n)) for n in sorted(df['n_test_videos'].unique()))} test videos")
+    seeds = sorted({int(n) for n in df["seeds"]})
+    parts.append(f"{'/'.join(map(str, seeds))} seed{'s' if seeds != [1] else ''} per row: R@1 mean ± "
+                 f"sample sd over seeds; differences paired over seeds, 95 % BCa bootstrap interval "
+                 f"over test queries, ▲/▼ where it excludes zero")
+    if "device" in df:
+        parts.append(f"trained on: {'; '.join(sorted(set('; '.join(df['device'].astype(str)).split('; '))))}")
+    if "videos_per_s_device" in df:
+        parts.append(f"videos/s measured on: {', '.join(sorted(df['videos_per_s_device'].astype(str).unique()))}")
+    parts.append(f"generated from `{label}`")
+    return paired_markdown(df, directions=directions) + "\n" + "*" + "; ".join(parts) + ".*\n"
 
 
 def _options(spec: str) -> tuple[str, dict]:
@@ -138,3 +158,38 @@ def write_headline(out: str | Path, sweep: pd.DataFrame, *, cost: pd.DataFrame |
     path.write_text(text)
     sweep.assign(device=device, profile=profile).to_csv(out / "headline.csv", index=False)
     return path
+
+
+def _ci(row, tag: str) -> str:
+    if f"{tag}_low" not in row or pd.isna(row.get(f"{tag}_low")):
+        return ""
+    mark = {"better": " ▲", "worse": " ▼"}.get(row.get(f"{tag}_verdict"), "")
+    return f"{row[tag]:+.1f} [{row[f'{tag}_low']:+.1f}, {row[f'{tag}_high']:+.1f}]{mark}"
+
+
+def paired_markdown(summary: pd.DataFrame, *, directions=("t2v", "v2t"),
+                    baselines=("uniform", "rand")) -> str:
+    """A paired study's summary (:func:`mofkit.train.studies.summarise_study`) as a markdown
+    table: per regime and method, R@1 mean ± sd over seeds and the paired difference to each
+    baseline with its 95 % interval (▲ / ▼ where the interval excludes zero), then the cost."""
+    if summary.empty:
+        return "(no finished runs)\n"
+    has_regime = "regime" in summary and summary["regime"].nunique() > 1
+    head = (["regime"] if has_regime else []) + ["method", "K", "seeds"]
+    for d in directions:
+        head.append(f"{d} R@1")
+        head += [f"{d} vs {b} (95 % CI)" for b in baselines if f"{d}_vs_{b}" in summary]
+    head += ["GFLOPs/video", "videos/s (end to end)", "train s"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for _, r in summary.iterrows():
+        cells = ([str(r["regime"])] if has_regime else []) + [str(r["method"]), str(int(r["K"])),
+                                                               str(int(r["seeds"]))]
+        for d in directions:
+            sd = r.get(f"{d}_R1_sd")
+            cells.append(f"{r[f'{d}_R1']:.1f}" + (f" ± {sd:.1f}" if pd.notna(sd) else ""))
+            cells += [_ci(r, f"{d}_vs_{b}") for b in baselines if f"{d}_vs_{b}" in summary]
+        cells.append(f"{r['gflops']:.3f}" if "gflops" in r and pd.notna(r["gflops"]) else "")
+        cells.append(f"{r['videos_per_s']:.0f}" if "videos_per_s" in r and pd.notna(r["videos_per_s"]) else "")
+        cells.append(f"{r['train_seconds']:.0f}" if "train_seconds" in r and pd.notna(r["train_seconds"]) else "")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"

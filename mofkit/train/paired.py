@@ -1,0 +1,107 @@
+"""Kept runs: the few files of a finished run that paired statistics need, kept beside the results.
+
+A paired study (``controls``, ``regimes``) copies each finished run's ``config.json``,
+``metrics.json`` (final metrics and training time, with the device that made them) and
+``ranks.npz`` (each test query's rank) to ``<keep_dir>/<study folder>/<regime>/<setting>/seed<s>``.
+Committed under ``docs/results/runs/``, they let a fresh clone
+
+- resume a study where another machine left it: a run whose kept config equals the one it would
+  train (:func:`same_run`) is read, not trained again;
+- recompute every mean, spread and paired confidence interval from files (``mofkit compare`` takes
+  these folders as it takes run folders).
+
+Checkpoints and the frame bank are not kept: they are megabytes to gigabytes, and nothing of a
+table needs them.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from mofkit.config import Config
+from mofkit.eval.stats import RANKS_FILE
+
+KEPT_FILES = ("config.json", "metrics.json", RANKS_FILE)
+# what may differ between two runs that are the same run: where they write and read caches, on
+# which device, with how many loader workers, the study grids around them, and the pretraining
+# settings (a run that starts from the towers of `mofkit pretrain` names their file in
+# model.pretrained; a run that does not never reads them)
+_NOT_THE_RUN = ("out_dir", "device", "study", "pretrain", "data.num_workers", "data.cache_dir")
+
+
+def run_identity(cfg: Config | dict) -> dict[str, Any]:
+    """The settings that make a run what it is (``cfg`` without :data:`_NOT_THE_RUN`), JSON-like."""
+    d = json.loads(json.dumps(cfg.to_dict() if isinstance(cfg, Config) else cfg, default=list))
+    for key in _NOT_THE_RUN:
+        *parents, leaf = key.split(".")
+        node = d
+        for p in parents:
+            node = node.get(p, {})
+        node.pop(leaf, None)
+    return d
+
+
+def same_run(a: Config | dict, b: Config | dict) -> bool:
+    """Whether two configs train the same run (the same weights, metrics and ranks)."""
+    return run_identity(a) == run_identity(b)
+
+
+def finished(run_dir: str | os.PathLike) -> dict | None:
+    """A run folder's ``metrics.json`` when the run finished (final metrics and ranks present)."""
+    run_dir = Path(run_dir)
+    path = run_dir / "metrics.json"
+    if not path.is_file() or not (run_dir / RANKS_FILE).is_file():
+        return None
+    doc = json.loads(path.read_text())
+    return doc if doc.get("final") is not None else None
+
+
+def find_kept(kept_dir: str | os.PathLike, cfg: Config) -> dict | None:
+    """The kept run at ``kept_dir`` if it is ``cfg``'s run, finished; else None.
+
+    A kept run of other settings (the study's grid or a default changed since) is not reused: it
+    is trained again and its kept files replaced.
+    """
+    doc = finished(kept_dir)
+    if doc is None or not same_run(doc["config"], cfg):
+        return None
+    return doc
+
+
+def _compact_ranks(src: Path, dst: Path) -> None:
+    """The ranks file compressed, counts as int32 (a 2,000-query run: about 30 kB, not 200)."""
+    import numpy as np
+
+    with np.load(src) as z:
+        arrays = {k: (z[k].astype(np.int32) if z[k].dtype.kind == "i" else z[k]) for k in z.files}
+    with open(dst, "wb") as f:
+        np.savez_compressed(f, **arrays)
+
+
+def keep_run(run_dir: str | os.PathLike, kept_dir: str | os.PathLike, *, device: str = "") -> Path:
+    """Copy a finished run's :data:`KEPT_FILES` to ``kept_dir`` (the device into metrics.json);
+    returns ``kept_dir``. The copy is made beside it and renamed in place, so a kill never leaves
+    half a kept run."""
+    run_dir, kept_dir = Path(run_dir), Path(kept_dir)
+    doc = finished(run_dir)
+    if doc is None:
+        raise FileNotFoundError(f"{run_dir} holds no finished run (metrics.json with final metrics "
+                                f"and {RANKS_FILE})")
+    tmp = kept_dir.with_name(f".{kept_dir.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    shutil.copy2(run_dir / "config.json", tmp / "config.json")
+    _compact_ranks(run_dir / RANKS_FILE, tmp / RANKS_FILE)
+    small = {k: doc[k] for k in ("config", "final", "train_seconds", "dataset") if k in doc}
+    small["device"] = device
+    (tmp / "metrics.json").write_text(json.dumps(small, indent=1, default=float))
+    old = kept_dir.with_name(f".{kept_dir.name}.old")
+    if kept_dir.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(kept_dir, old)
+    os.replace(tmp, kept_dir)
+    shutil.rmtree(old, ignore_errors=True)
+    return kept_dir

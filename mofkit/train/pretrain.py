@@ -1,0 +1,170 @@
+"""``mofkit pretrain``: the image and text towers trained CLIP-style on synthetic stills.
+
+MOF and CLIP4Clip fine-tune CLIP; the kit's video profiles train from scratch. This stage gives
+them the real regime offline: the towers of ``model.arch`` are trained on the image-caption corpus
+of :mod:`mofkit.data.stills` (one object, one action, one caption per still) with CLIP's
+symmetric contrastive loss, and saved as an open_clip state dict that any video run loads through
+``model.pretrained`` (towers only: the temporal head starts fresh, as on CLIP). Fine-tuning then
+uses CLIP4Clip-like learning rates: the new modules faster than the towers (``train.lr``,
+``train.tower_lr``; the regime study's ``study.finetune_lr`` and ``study.finetune_tower_lr``).
+
+Many stills show the same class (240 of them) and so carry the same meaning under different
+words; a batch's other stills of a caption's class are not its negatives: the targets of the
+contrastive loss spread evenly over the stills of the same class (CLIP's loss when every class is
+unique). Training resumes from the last finished epoch. The result is
+``<out>/pretrain/towers.pt`` with ``pretrain.json`` beside it (settings, per-epoch loss and
+zero-shot class accuracy on the held-out stills, seconds).
+
+    python -m mofkit pretrain --profile cpu
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from mofkit.config import Config
+from mofkit.train.checkpoint import atomic_torch_save, atomic_write_text
+
+TOWERS_FILE = "towers.pt"
+
+
+def pretrain_dir(out: str | Path) -> Path:
+    return Path(out) / "pretrain"
+
+
+def pretrain_checkpoint(cfg: Config, out: str | Path) -> Path:
+    """Where ``mofkit pretrain`` writes (and the pretrained-start runs read) the towers."""
+    return pretrain_dir(out) / TOWERS_FILE
+
+
+def _identity(cfg: Config) -> dict:
+    return json.loads(json.dumps({"pretrain": dataclasses.asdict(cfg.pretrain),
+                                  "arch": cfg.model.arch, "context_length": cfg.model.context_length,
+                                  "crop_scale": cfg.data.crop_scale}))
+
+
+def pretrained_done(cfg: Config, out: str | Path) -> dict | None:
+    """The finished pretraining's ``pretrain.json`` under ``out`` if it has ``cfg``'s settings."""
+    meta = pretrain_dir(out) / "pretrain.json"
+    if not meta.is_file() or not pretrain_checkpoint(cfg, out).is_file():
+        return None
+    doc = json.loads(meta.read_text())
+    return doc if doc.get("settings") == _identity(cfg) else None
+
+
+def _soft_targets(labels: torch.Tensor) -> torch.Tensor:
+    """(B, B) rows spread evenly over the batch's stills of the row's class."""
+    same = (labels[:, None] == labels[None, :]).float()
+    return same / same.sum(dim=1, keepdim=True)
+
+
+def contrastive_soft_loss(image: torch.Tensor, text: torch.Tensor, scale: torch.Tensor,
+                          labels: torch.Tensor) -> torch.Tensor:
+    """CLIP's symmetric loss with same-class stills as positives (:func:`_soft_targets`)."""
+    logits = scale * text @ image.t()  # (B texts, B images)
+    targets = _soft_targets(labels)
+    return 0.5 * (F.cross_entropy(logits, targets) + F.cross_entropy(logits.t(), targets))
+
+
+@torch.no_grad()
+def zero_shot_accuracy(model, preprocess, tokenizer, images: np.ndarray, labels: np.ndarray,
+                       device: torch.device, batch: int = 256) -> float:
+    """Share (%) of stills whose nearest class prompt is their class."""
+    from mofkit.data.stills import class_prompts
+
+    model.eval()
+    text = model.encode_text(tokenizer(class_prompts()).to(device))  # (C, D)
+    hits = 0
+    for i in range(0, len(images), batch):
+        x = preprocess.eval(torch.from_numpy(np.array(images[i:i + batch])).to(device))
+        emb = F.normalize(model.clip.encode_image(x), dim=-1)  # (b, D)
+        hits += int(((emb @ text.t()).argmax(1).cpu().numpy() == labels[i:i + batch]).sum())
+    return 100.0 * hits / max(1, len(images))
+
+
+def run_pretrain(cfg: Config, out: str | Path, *, progress: bool = True) -> Path:
+    """Pretrain ``cfg.model.arch``'s towers on the stills (or reuse a finished pretraining with the
+    same settings); returns the towers file for ``model.pretrained``."""
+    from tqdm.auto import tqdm
+
+    from mofkit.data.preprocess import Preprocessor
+    from mofkit.data.stills import ensure_stills, load_stills
+    from mofkit.device import get_device
+    from mofkit.models import create_from_config, param_groups
+
+    p = cfg.pretrain
+    folder = pretrain_dir(out)
+    target = pretrain_checkpoint(cfg, out)
+    if pretrained_done(cfg, out) is not None:
+        return target
+    ensure_stills(p.root, p, progress=progress)
+    stills = load_stills(p.root)
+    device = get_device(cfg.device)
+    torch.manual_seed(p.seed)
+    bundle = create_from_config(dataclasses.replace(cfg.model, pretrained=None), device)
+    model = bundle.model
+    preprocess = Preprocessor(bundle.image_size, bundle.mean, bundle.std)
+    train_sl, test_sl = stills.split("train"), stills.split("test")
+    tokens = bundle.tokenizer(stills.captions[train_sl])  # (N, L)
+    labels = torch.from_numpy(stills.labels[train_sl])
+    groups = param_groups(model, lr=p.lr, weight_decay=p.weight_decay)
+    opt = torch.optim.AdamW(groups, lr=p.lr)
+    n = len(tokens)
+    steps = max(1, n // p.batch_size)
+    total, warmup = steps * p.epochs, max(1, steps // 2)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: (s + 1) / warmup if s < warmup else
+        0.5 * (1 + np.cos(np.pi * min(1.0, (s - warmup) / max(1, total - warmup)))))
+    state_path = folder / "state.pt"
+    history, start, seconds = [], 0, 0.0
+    if state_path.is_file():
+        st = torch.load(state_path, map_location="cpu", weights_only=False)
+        if st.get("settings") == _identity(cfg):
+            model.load_state_dict(st["model"])
+            opt.load_state_dict(st["optim"])
+            sched.load_state_dict(st["sched"])
+            history, start, seconds = st["history"], st["epoch"] + 1, st["seconds"]
+    folder.mkdir(parents=True, exist_ok=True)
+    for epoch in range(start, p.epochs):
+        t0 = time.time()
+        model.train()
+        order = np.random.default_rng([p.seed, epoch]).permutation(n)
+        crop_rng = np.random.default_rng([p.seed, epoch, 1])
+        losses = []
+        for b in tqdm(range(steps), desc=f"pretrain {epoch + 1}/{p.epochs}", disable=not progress,
+                      leave=False, mininterval=1.0):
+            idx = np.sort(order[b * p.batch_size:(b + 1) * p.batch_size])
+            x = torch.from_numpy(np.array(stills.images[idx])).to(device)  # (B, S, S, 3)
+            x = preprocess.train(x, crop_rng, scale=tuple(cfg.data.crop_scale))  # (B, 3, S, S)
+            image = F.normalize(model.clip.encode_image(x), dim=-1)
+            text = model.encode_text(tokens[idx].to(device))
+            loss = contrastive_soft_loss(image, text, model.logit_scale(), labels[idx].to(device))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            losses.append(loss.item())
+        seconds += time.time() - t0
+        acc = zero_shot_accuracy(model, preprocess, bundle.tokenizer, stills.images[test_sl],
+                                 stills.labels[test_sl], device)
+        history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "zero_shot_acc": acc,
+                        "seconds": seconds})
+        if progress:
+            print(f"pretrain epoch {epoch + 1}/{p.epochs}: loss {np.mean(losses):.3f}, zero-shot "
+                  f"class accuracy {acc:.1f} % on {test_sl.stop - test_sl.start} held-out stills "
+                  f"({seconds:.0f} s)", flush=True)
+        atomic_torch_save({"model": model.state_dict(), "optim": opt.state_dict(),
+                           "sched": sched.state_dict(), "history": history, "epoch": epoch,
+                           "seconds": seconds, "settings": _identity(cfg)}, state_path)
+    atomic_torch_save(model.clip.state_dict(), target)
+    atomic_write_text(folder / "pretrain.json", json.dumps(
+        {"settings": _identity(cfg), "history": history, "seconds": seconds,
+         "classes": 240, "towers": str(target)}, indent=1))
+    state_path.unlink(missing_ok=True)
+    return target
