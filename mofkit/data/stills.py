@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 
 from mofkit.config import PretrainConfig
-from mofkit.data.synthetic import ACTION_WORDS, ACTIONS, COLOURS, SHAPES, caption, render_still
+from mofkit.data.synthetic import ACTION_WORDS, ACTIONS, COLOURS, SHAPES, event_phrase, render_still
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: one phrase per caption, never a sentence template
 _META = "stills.json"
 _IMAGES = "images.npy"
 
@@ -47,7 +47,7 @@ def plan_stills(cfg: PretrainConfig) -> list[dict]:
         c = int(rng.integers(len(all_classes)))
         ev = dict(all_classes[c])
         out.append({"class": c, **ev, "seed": int(rng.integers(2**62)),
-                    "caption": caption([ev], rng), "split": "train" if i < cfg.n_train else "test"})
+                    "caption": event_phrase(ev, rng), "split": "train" if i < cfg.n_train else "test"})
     return out
 
 

@@ -188,6 +188,12 @@ def _phrase(ev: dict, rng: np.random.Generator, article: str) -> str:
     return f"{article} {ev['colour']} {ev['shape']} {_pick(rng, ACTION_WORDS[ev['action']])}"
 
 
+def event_phrase(event: dict, rng: np.random.Generator) -> str:
+    """One event in words, in a random paraphrase, with no temporal connective: "a red circle
+    moves left", "the blue star blinks" (the captions of ``mofkit.data.stills``)."""
+    return _phrase(event, rng, "a" if rng.random() < 0.7 else "the")
+
+
 def caption(events: list[dict], rng: np.random.Generator) -> str:
     """One caption describing ``events`` in order, in a random paraphrase.
 

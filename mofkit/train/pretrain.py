@@ -44,7 +44,9 @@ def pretrain_checkpoint(cfg: Config, out: str | Path) -> Path:
 
 
 def _identity(cfg: Config) -> dict:
-    return json.loads(json.dumps({"pretrain": dataclasses.asdict(cfg.pretrain),
+    from mofkit.data.stills import FORMAT_VERSION
+
+    return json.loads(json.dumps({"pretrain": dataclasses.asdict(cfg.pretrain), "stills": FORMAT_VERSION,
                                   "arch": cfg.model.arch, "context_length": cfg.model.context_length,
                                   "crop_scale": cfg.data.crop_scale}))
 

@@ -1,0 +1,223 @@
+"""The regime study, kept runs, the stills corpus and the pretrain stage, on the smoke profile."""
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from mofkit.config import get_config
+
+pytestmark = pytest.mark.slow
+
+
+# -- the stills ------------------------------------------------------------------------------------
+
+def test_stills_are_deterministic_single_events_without_temporal_words(tmp_path):
+    from mofkit.data.stills import class_prompts, classes, ensure_stills, load_stills, plan_stills
+
+    cfg = get_config("smoke", {"pretrain.n_train": 40, "pretrain.n_test": 8}).pretrain
+    assert len(classes()) == 240 and len(set(class_prompts())) == 240
+    plan = plan_stills(cfg)
+    assert plan == plan_stills(cfg) and len(plan) == 48
+    assert [p["split"] for p in plan].count("test") == 8
+    temporal = re.compile(r"\b(then|after|next|finally|first|end)\b")
+    for p in plan:
+        assert not temporal.search(p["caption"]), p["caption"]
+        assert p["colour"] in p["caption"] and p["shape"] in p["caption"]
+    a = load_stills(ensure_stills(tmp_path / "a", cfg, progress=False))
+    b = load_stills(ensure_stills(tmp_path / "b", cfg, progress=False))
+    assert a.images.shape == (48, cfg.size, cfg.size, 3) and a.images.dtype == np.uint8
+    assert np.array_equal(a.images, b.images) and a.captions == b.captions
+    assert a.images.std() > 10  # something is drawn, not a blank array
+    # each still shows its own colour: the object's pixels are far from the background's
+    mtime = (tmp_path / "a" / "images.npy").stat().st_mtime_ns
+    ensure_stills(tmp_path / "a", cfg, progress=False)  # the same corpus: nothing rewritten
+    assert (tmp_path / "a" / "images.npy").stat().st_mtime_ns == mtime
+    other = get_config("smoke", {"pretrain.n_train": 41, "pretrain.n_test": 8}).pretrain
+    assert len(load_stills(ensure_stills(tmp_path / "a", other, progress=False)).captions) == 49
+
+
+def test_the_soft_target_loss_is_clips_loss_when_every_class_is_unique():
+    from mofkit.models.loss import contrastive_loss
+    from mofkit.train.pretrain import contrastive_soft_loss
+
+    g = torch.Generator().manual_seed(0)
+    img = torch.nn.functional.normalize(torch.randn(6, 8, generator=g), dim=-1)
+    txt = torch.nn.functional.normalize(torch.randn(6, 8, generator=g), dim=-1)
+    scale = torch.tensor(10.0)
+    unique = torch.arange(6)
+    assert torch.allclose(contrastive_soft_loss(img, txt, scale, unique),
+                          contrastive_loss(txt, img, scale), atol=1e-6)
+    # two stills of one class: swapping their images changes nothing
+    labels = torch.tensor([0, 0, 1, 2, 3, 4])
+    swapped = img[[1, 0, 2, 3, 4, 5]]
+    assert torch.allclose(contrastive_soft_loss(img, txt, scale, labels),
+                          contrastive_soft_loss(swapped, txt, scale, labels), atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory):
+    from mofkit.train.pretrain import run_pretrain
+
+    root = tmp_path_factory.mktemp("pretrain")
+    cfg = get_config("smoke", {"pretrain.root": str(root / "stills"), "pretrain.epochs": 2})
+    return cfg, root, run_pretrain(cfg, root / "out", progress=False)
+
+
+def test_pretrain_writes_towers_that_a_video_model_loads(pretrained, monkeypatch):
+    from mofkit.models import create_retrieval_model
+    from mofkit.train import pretrain as P
+
+    cfg, root, path = pretrained
+    doc = json.loads((path.parent / "pretrain.json").read_text())
+    assert [h["epoch"] for h in doc["history"]] == [1, 2]
+    assert doc["history"][-1]["loss"] < doc["history"][0]["loss"]
+    assert 0 <= doc["history"][-1]["zero_shot_acc"] <= 100
+    assert not (path.parent / "state.pt").exists()  # the resume state goes once the towers are written
+    towers = torch.load(path, weights_only=True)
+    video = create_retrieval_model(cfg.model.arch, str(path), temporal_head="meanP").model
+    fresh = create_retrieval_model(cfg.model.arch, None, temporal_head="meanP").model
+    for k, v in towers.items():
+        assert torch.equal(video.clip.state_dict()[k], v), k
+    assert any(not torch.equal(fresh.clip.state_dict()[k], v) for k, v in towers.items())
+    # a finished pretraining with the same settings is reused, not redone
+    monkeypatch.setattr("mofkit.data.stills.ensure_stills", lambda *a, **k: pytest.fail("retrained"))
+    assert P.run_pretrain(cfg, root / "out", progress=False) == path
+    assert P.pretrained_done(get_config("smoke", {"pretrain.root": str(root / "stills")}), root / "out") is None
+
+
+def test_pretrain_resumes_after_its_last_finished_epoch(tmp_path, monkeypatch):
+    from mofkit.train import pretrain as P
+
+    cfg = get_config("smoke", {"pretrain.root": str(tmp_path / "stills"), "pretrain.epochs": 2})
+    calls = []
+    real = P.zero_shot_accuracy
+
+    def stop_after_first(*a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(P, "zero_shot_accuracy", stop_after_first)
+    with pytest.raises(KeyboardInterrupt):
+        P.run_pretrain(cfg, tmp_path / "out", progress=False)
+    state = torch.load(tmp_path / "out" / "pretrain" / "state.pt", weights_only=False)
+    assert state["epoch"] == 0 and len(state["history"]) == 1
+    monkeypatch.setattr(P, "zero_shot_accuracy", real)
+    P.run_pretrain(cfg, tmp_path / "out", progress=False)
+    doc = json.loads((tmp_path / "out" / "pretrain" / "pretrain.json").read_text())
+    assert [h["epoch"] for h in doc["history"]] == [1, 2]
+    assert doc["history"][0] == state["history"][0]  # epoch 1 was not trained again
+
+
+# -- the regime study ------------------------------------------------------------------------------
+
+def test_regimes_have_their_own_corpora_and_the_pretrained_start_its_learning_rates(tmp_path):
+    from mofkit.train.studies import REGIMES, corpus_root, get_study, regime_overrides
+
+    cfg = get_config("cpu")
+    roots = {r: regime_overrides(cfg, r, tmp_path)["data.root"] for r in REGIMES}
+    assert roots["base"] == "data/synthetic-t2000" == roots["pretrained start"]
+    assert len({roots[r] for r in REGIMES if r != "pretrained start"}) == 4
+    assert roots["longer short events"] == "data/synthetic-t2000_short_frames-4-6"
+    assert corpus_root(cfg, {"synthetic.n_train": 250}) == "data/synthetic-t2000_n_train-250"
+    over = regime_overrides(cfg, "pretrained start", tmp_path)
+    assert over["model.pretrained"] == str(tmp_path / "pretrain" / "towers.pt")
+    assert (over["train.lr"], over["train.tower_lr"]) == (cfg.study.finetune_lr, cfg.study.finetune_tower_lr)
+    assert over["train.eval_every"] == 0 and over["synthetic.n_test"] == 2000
+    study = get_study(cfg, "regimes", tmp_path)
+    assert study.needs == ("pretrain",) and study.seeds == (0, 1, 2, 3, 4)
+    assert {s["regime"] for s in study.settings} == set(REGIMES)
+    assert {s["label"] for s in study.settings} == {"uniform", "rand", "MOF"}
+    controls = get_study(cfg, "controls", tmp_path)
+    assert [s["label"] for s in controls.settings] == ["uniform", "rand", "frozen", "oracle", "MOF",
+                                                      "MOF (first order)"]
+    # the base regime's runs are the controls study's runs: one folder each
+    base = {s["folder"] for s in study.settings if s["regime"] == "base"}
+    assert base <= {s["folder"] for s in controls.settings}
+    with pytest.raises(ValueError, match="unknown regime"):
+        regime_overrides(cfg, "nope", tmp_path)
+
+
+@pytest.fixture(scope="module")
+def study_root(tmp_path_factory):
+    return tmp_path_factory.mktemp("regimes")
+
+
+def _cfg(root: Path, **over):
+    return get_config("smoke", {"data.root": str(root / "corpus"), "data.cache_dir": str(root / "cache"),
+                                "study.regimes": ("base", "fewer short events"),
+                                "study.paired_seeds": (0, 1), "study.test_videos": 40,
+                                "train.epochs": 1, **over})
+
+
+def test_the_regime_study_keeps_its_runs_and_a_clone_resumes_from_them(study_root, monkeypatch):
+    from mofkit.train import studies as S
+    from mofkit.viz.tables import paired_markdown, render_table
+
+    cfg = _cfg(study_root)
+    keep = study_root / "kept"
+    runs = S.run_study(cfg, "regimes", study_root / "out", progress=False, keep=keep)
+    assert len(runs) == 12 and set(runs["regime"]) == {"base", "fewer short events"}
+    assert list(runs["seed"][:6]) == [0] * 6  # seed-major: every setting's seed 0 first
+    assert (runs["n_test_videos"] == 40).all()
+    assert Path(cfg.data.root + "-t40").is_dir() and Path(cfg.data.root + "-t40_short_prob-0.25").is_dir()
+    for d in runs["run_dir"]:
+        assert str(d).startswith(str(keep)) and {p.name for p in Path(d).iterdir()} == {
+            "config.json", "metrics.json", "ranks.npz"}
+    # a fresh clone: no run folders, only the kept files; nothing is trained again
+    monkeypatch.setattr("mofkit.train.loop.train", lambda *a, **k: pytest.fail("trained again"))
+    again = S.run_study(cfg, "regimes", study_root / "elsewhere", progress=False, keep=keep)
+    cols = ["setting", "seed", "t2v_R1", "v2t_R1", "train_seconds"]
+    pd.testing.assert_frame_equal(again[cols], runs[cols])
+    summary = S.summarise_study(cfg, "regimes", again, measure=False)
+    assert len(summary) == 6 and list(summary["method"][:3]) == ["uniform", "rand", "MOF"]
+    mof = summary[(summary.regime == "base") & (summary.method == "MOF")].iloc[0]
+    assert mof["seeds"] == 2 and mof["paired_seeds_vs_uniform"] == 2
+    assert mof["t2v_vs_uniform_low"] <= mof["t2v_vs_uniform"] <= mof["t2v_vs_uniform_high"]
+    assert mof["t2v_vs_uniform_verdict"] in ("better", "worse", "no difference")
+    assert "t2v_vs_uniform" not in summary.columns or pd.isna(summary.loc[0, "t2v_vs_uniform"])
+    text = paired_markdown(summary)
+    assert text.count("\n") == 8 and "fewer short events" in text
+    summary.to_csv(study_root / "regimes_smoke.csv", index=False)
+    doc = render_table(study_root / "regimes_smoke.csv")
+    assert "paired over seeds" in doc and "40 test videos" in doc
+
+
+def test_a_kept_run_of_other_settings_is_trained_again(study_root, tmp_path):
+    from mofkit.config import Config
+    from mofkit.train.paired import find_kept, run_identity, same_run
+
+    kept = next((study_root / "kept").rglob("metrics.json")).parent
+    saved = Config.from_dict(json.loads((kept / "config.json").read_text()))
+    assert find_kept(kept, saved) is not None
+    moved = Config.from_dict(saved.to_dict())
+    moved.out_dir, moved.device, moved.data.cache_dir = "elsewhere", "cpu", "/tmp/other-cache"
+    assert same_run(saved, moved) and find_kept(kept, moved) is not None
+    moved.train.lr *= 2
+    assert not same_run(saved, moved) and find_kept(kept, moved) is None
+    assert "study" not in run_identity(saved) and "out_dir" not in run_identity(saved)
+
+
+def test_the_study_command_summarises_what_is_finished_without_training(study_root, capsys):
+    from mofkit.cli import main
+
+    sets = ["--set", f"data.root={study_root / 'corpus'}", "--set", f"data.cache_dir={study_root / 'cache'}",
+            "--set", 'study.regimes=["base","fewer short events"]', "--set", "study.paired_seeds=[0,1]",
+            "--set", "study.test_videos=40", "--set", "train.epochs=1",
+            "--set", f"study.keep_dir={study_root / 'kept'}"]
+    out = study_root / "cli"
+    assert main(["study", "regimes", "--profile", "smoke", "--read-only", "--out-dir", str(out),
+                 "--results", str(out), *sets]) == 0
+    text = capsys.readouterr().out
+    assert "regimes: 12 runs" in text and "| base | MOF | 4 | 2 |" in text
+    table = pd.read_csv(out / "regimes_smoke.csv")
+    assert len(table) == 6 and (table["videos_per_s"] > 0).all()
+    # with nothing kept and nothing trained, --read-only summarises nothing and trains nothing
+    assert main(["study", "controls", "--profile", "smoke", "--read-only", "--out-dir", str(out / "none"),
+                 "--results", str(out / "none"), "--no-keep", *sets[:-2]]) == 0
+    assert "controls: 0 runs" in capsys.readouterr().out
