@@ -103,6 +103,7 @@ class MOFConfig:
     fd_eps: float = 1e-2  # finite-difference radius, relative to the weights' norm over dL2/dw' norm
     frame_lr: float = 8e-4  # Adam learning rate on the frames (reference 8e-4)
     frame_betas: tuple[float, float] = (0.5, 0.999)  # Adam betas on the frames (reference)
+    frame_step_cap: float | None = None  # cap on a pixel's change per frame step (normalised units; None: Adam's step): lets a large frame_lr move frames far over many steps, never far in one
     frame_lr_step: int = 30  # StepLR period in frame-optimiser steps (reference 30; one step per epoch)
     frame_lr_gamma: float = 0.5  # StepLR factor (reference 0.5)
     update: str = "epoch"  # epoch: one Adam step on all frames per meta epoch (reference) | batch | none (frozen bank: a control)
@@ -137,9 +138,11 @@ class StudyConfig:
     k_values: tuple[int, ...] = (2, 4, 8, 16)  # uniform-K sweep (the trade-off MOF tries to escape)
     ablation_seeds: tuple[int, ...] = (0, 1)  # training seeds of each ablation setting
     ablation_epochs: int | None = None  # epochs of each ablation run; None: train.epochs
+    ablation_lr: float | None = 1e-4  # fine-tuning learning rate of the ablations, no warm-up (None: train.lr re-warmed, which damages the start)
     meta_frames_values: tuple[int, ...] = (8, 16, 32)  # N values of the ablation
     alpha_values: tuple[float, ...] = (1e-3, 1e-2, 1e-1)  # inner step sizes of the ablation
     frame_lr_values: tuple[float, ...] = (8e-4, 1e-2)  # frame learning rates of the ablation
+    capped_frame_lr: tuple[float, float] | None = (0.3, 0.05)  # ablation "frames that move": per-batch updates at this frame lr with this per-step cap (None: left out)
     # the paired studies (controls, regimes: mofkit.train.studies)
     paired_seeds: tuple[int, ...] = (0,)  # training seeds of every paired setting (5 behind a claim)
     test_videos: int | None = None  # their corpus's test split (None: synthetic.n_test); 2,000 puts one seed's R@1 standard error under a point

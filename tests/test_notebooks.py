@@ -59,7 +59,7 @@ def test_all_notebooks_run_on_smoke(tmp_path):
         assert len(df) and df["t2v_R1"].notna().all(), table
     # figures are written and non-empty, and copied into the report
     expected = ["00_video_strips", "00_sampling_timeline", "01_baseline_curves", "02_mof_curves",
-                "03_ablations_r1", "04_frames_over_epochs", "04_explorer_static", "05_tradeoff",
+                "03_controls_vs_uniform", "03_regimes_vs_uniform", "03_ablations_r1", "04_frames_over_epochs", "04_explorer_static", "05_tradeoff",
                 "05_training_cost", "06_search"]
     for name in expected:
         png = out / "figures" / f"{name}.png"

@@ -221,3 +221,25 @@ def test_the_study_command_summarises_what_is_finished_without_training(study_ro
     assert main(["study", "controls", "--profile", "smoke", "--read-only", "--out-dir", str(out / "none"),
                  "--results", str(out / "none"), "--no-keep", *sets[:-2]]) == 0
     assert "controls: 0 runs" in capsys.readouterr().out
+
+
+def test_the_frame_step_cap_bounds_each_change_and_none_is_adam():
+    from mofkit.bilevel.adam import adam_rows_
+
+    g = torch.Generator().manual_seed(1)
+    param, grad = torch.randn(3, 2, 4, generator=g), torch.randn(3, 2, 4, generator=g)
+    steps = np.array([1, 1, 1])
+
+    def step(cap):
+        p, m1, m2 = param.clone(), torch.zeros_like(param), torch.zeros_like(param)
+        adam_rows_(p, grad, m1, m2, steps, 0.3, 0.5, 0.999, 1e-8, 0.0, cap)
+        return p
+
+    ref = param.clone().requires_grad_(True)
+    opt = torch.optim.Adam([ref], lr=0.3, betas=(0.5, 0.999), eps=1e-8)
+    ref.grad = grad.clone()
+    opt.step()
+    assert torch.equal(step(None), ref.detach())
+    capped = step(0.05)
+    assert (capped - param).abs().max() <= 0.05 + 1e-7
+    assert torch.allclose((capped - param).abs(), torch.full_like(param, 0.05), atol=1e-6)  # Adam's first step is lr

@@ -60,11 +60,13 @@ def check_adam(lr: float, betas: tuple[float, float], eps: float,
 
 def adam_rows_(param: torch.Tensor, grad: torch.Tensor, exp_avg: torch.Tensor,
                exp_avg_sq: torch.Tensor, steps: np.ndarray, lr: float, beta1: float, beta2: float,
-               eps: float, weight_decay: float) -> None:
+               eps: float, weight_decay: float, max_change: float | None = None) -> None:
     """torch.optim.Adam's single-tensor update, in its operation order, with a step count per row.
 
     Updates ``param``, ``exp_avg`` and ``exp_avg_sq`` (B, ...) in place. ``steps`` (B,) already
-    counts this update. Per-row scalars are float64 and rounded to float32 where torch passes a
+    counts this update. ``max_change`` (optional) caps each element's change in this step at that
+    magnitude, so that a large learning rate moves pixels far over many steps without one step
+    throwing a pixel out of range (``MOFConfig.frame_step_cap``); None is Adam's update unchanged. Per-row scalars are float64 and rounded to float32 where torch passes a
     Python scalar into a float32 kernel, so the result matches it bit for bit.
     """
     if weight_decay != 0:
@@ -79,7 +81,10 @@ def adam_rows_(param: torch.Tensor, grad: torch.Tensor, exp_avg: torch.Tensor,
     view = (-1,) + (1,) * (param.dim() - 1)  # (B, 1, 1, 1, 1)
     denom = (exp_avg_sq.sqrt() / torch.from_numpy(bias_correction2_sqrt).float().view(view)).add_(eps)
     # addcdiv_(t1, t2, value=v) computes self + (v * t1) / t2 in float32.
-    param.add_(exp_avg * torch.from_numpy(-step_size).float().view(view) / denom)
+    update = exp_avg * torch.from_numpy(-step_size).float().view(view) / denom
+    if max_change is not None:
+        update.clamp_(-max_change, max_change)
+    param.add_(update)
 
 
 def stochastic_round_fp16(x: np.ndarray, u: np.ndarray) -> np.ndarray:

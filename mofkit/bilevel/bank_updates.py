@@ -94,7 +94,8 @@ class BankUpdates:
 
     def step_accumulated(self, lr: float, betas: tuple[float, float] = (0.5, 0.999),
                          eps: float = 1e-8, weight_decay: float = 0.0, *,
-                         chunk: int | None = None, progress: Progress | None = None) -> dict[str, Any]:
+                         chunk: int | None = None, progress: Progress | None = None,
+                         max_change: float | None = None) -> dict[str, Any]:
         """One Adam step, with the accumulated gradient, on every row that received gradient.
 
         This is the reference's once-per-epoch frame update. It streams the current generation in
@@ -110,6 +111,7 @@ class BankUpdates:
             weight_decay: L2 penalty added to the gradient, as ``torch.optim.Adam`` does.
             chunk: rows per streamed chunk; None: about 64 MB per float32 array.
             progress: called as ``progress(rows_done, num_videos)`` after each chunk.
+            max_change: cap on each stored value's change in this step (None: none).
 
         Returns:
             ``generation`` (new), ``parent``, ``lr``, ``rows_updated``, ``rows_skipped`` (their
@@ -151,7 +153,7 @@ class BankUpdates:
                 local, g = local[fin], g[torch.from_numpy(fin)]
             if len(local):
                 ok, new = self._adam_rows(a + local, f[local], m1[local], m2[local], st[local], g,
-                                          lr, beta1, beta2, eps, weight_decay)
+                                          lr, beta1, beta2, eps, weight_decay, max_change)
                 skipped += (a + local[~ok]).tolist()
                 local = local[ok]
                 new_f, new_m1, new_m2, new_st = (t[ok] for t in new)
@@ -221,7 +223,7 @@ class BankUpdates:
 
     def step_rows(self, rows, grads: torch.Tensor | np.ndarray, lr: float,
                   betas: tuple[float, float] = (0.5, 0.999), eps: float = 1e-8,
-                  weight_decay: float = 0.0) -> list[int]:
+                  weight_decay: float = 0.0, max_change: float | None = None) -> list[int]:
         """Per-batch Adam step on some rows, in place in the current (unsealed) generation.
 
         A row repeated in ``rows`` takes one step with the sum of its gradients. On a sealed
@@ -234,6 +236,7 @@ class BankUpdates:
             betas: Adam's (beta1, beta2).
             eps: Adam's epsilon.
             weight_decay: L2 penalty added to the gradient, as ``torch.optim.Adam`` does.
+            max_change: cap on each value's change in this step (None: none).
 
         Returns:
             Sorted rows left unchanged because their gradient, or the resulting frames or moments,
@@ -247,7 +250,7 @@ class BankUpdates:
         ok, (f, m1, m2, st) = self._adam_rows(
             r, np.asarray(self._frames[r]), np.asarray(self._exp_avg[r]),
             np.asarray(self._exp_avg_sq[r]), np.asarray(self._steps[r]), g,
-            lr, beta1, beta2, eps, weight_decay)
+            lr, beta1, beta2, eps, weight_decay, max_change)
         keep = r[ok]
         if len(keep):
             self._frames[keep] = f[ok]
@@ -287,13 +290,14 @@ class BankUpdates:
     def _adam_rows(self, rows: np.ndarray, frames: np.ndarray, exp_avg: np.ndarray,
                    exp_avg_sq: np.ndarray, steps: np.ndarray, grad: torch.Tensor, lr: float,
                    beta1: float, beta2: float, eps: float, weight_decay: float,
+                   max_change: float | None = None,
                    ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
         """Adam on row blocks; returns (rows whose results are all finite, new stored arrays)."""
         param = torch.from_numpy(np.array(frames, dtype=np.float32))
         m1 = torch.from_numpy(np.array(exp_avg, dtype=np.float32))
         m2 = torch.from_numpy(np.array(exp_avg_sq, dtype=np.float32))
         new_steps = np.asarray(steps, dtype=np.int64) + 1
-        adam_rows_(param, grad, m1, m2, new_steps, lr, beta1, beta2, eps, weight_decay)
+        adam_rows_(param, grad, m1, m2, new_steps, lr, beta1, beta2, eps, weight_decay, max_change)
         stored = self._to_storage(param, rows, new_steps)
         ok = (np.isfinite(stored.reshape(len(rows), -1)).all(axis=1)
               & torch.isfinite(m1.flatten(1)).all(dim=1).numpy()

@@ -118,6 +118,10 @@ def ablations(cfg: Config, out: Path) -> Study:
     settings += [{**on, "ablation": "frame lr", "mof.frame_lr": lr} for lr in st.frame_lr_values
                  if lr != m.frame_lr]
     settings += [{**on, "ablation": "update", "mof.update": "batch" if m.update == "epoch" else "epoch"}]
+    if st.capped_frame_lr:  # frames that move: per-batch updates at a large frame lr, capped per step
+        lr, cap = st.capped_frame_lr
+        settings += [{**on, "ablation": "frames that move", "mof.update": "batch", "mof.frame_lr": lr,
+                      "mof.frame_step_cap": cap}]
     settings += [{**on, "ablation": "hypergradient",
                   "mof.hypergrad": "fd" if m.hypergrad == "exact" else "exact"}]
     settings += [{**on, "ablation": "temporal head",
@@ -129,6 +133,8 @@ def ablations(cfg: Config, out: Path) -> Study:
     base = {"model.pretrained": str(out / own_run_dir(cfg, "uniform") / "checkpoint.pt")}
     if st.ablation_epochs:
         base["train.epochs"] = st.ablation_epochs
+    if st.ablation_lr is not None:  # fine-tune: a learning rate of its own, not re-warmed from scratch
+        base.update({"train.lr": st.ablation_lr, "train.warmup_fraction": 0.0})
     return Study("ablations", "ablations", settings, tuple(st.ablation_seeds), base, ("uniform",))
 
 
@@ -246,7 +252,8 @@ def _study_runs(cfg: Config, study: Study, out: Path):
 
 
 def run_study(cfg: Config, name: str, out: str | Path, *, progress: bool = True,
-              keep: str | Path | None | bool = True, train_missing: bool = True) -> pd.DataFrame:
+              keep: str | Path | None | bool = True, train_missing: bool = True,
+              train_seeds=None) -> pd.DataFrame:
     """Train every (setting, seed) of a study, reusing finished runs; return its table.
 
     Args:
@@ -257,6 +264,9 @@ def run_study(cfg: Config, name: str, out: str | Path, *, progress: bool = True,
         keep: where a paired study keeps its finished runs' files (and finds those of other
             machines): True for ``study.keep_dir``, a folder, or None/False for nowhere.
         train_missing: False reads only what is finished (kept or under ``out``) and trains nothing.
+        train_seeds: the seeds whose missing runs are trained (None: every seed of the study); the
+            other seeds' runs are read where finished (the main job trains one seed of the
+            controls and shows every seed a study command has kept).
 
     Returns:
         One row per (setting, seed): ``setting``, ``seed``, ``method``, ``K``, the overrides, the
@@ -275,22 +285,24 @@ def run_study(cfg: Config, name: str, out: str | Path, *, progress: bool = True,
         keep = cfg.study.keep_dir
     keep_root = Path(keep) / study.folder if (keep and study.keep) else None
     root = out / study.folder
-    rows, prepared = [], set()
+    rows, prepared, needs_done = [], set(), False
     for setting, overrides, run, rel in _study_runs(cfg, study, out):
         run.out_dir = str(root / rel)
         kept = paired.find_kept(keep_root / rel, run) if keep_root is not None else None
         if kept is not None:
             final, seconds, run_dir, device = kept["final"], kept["train_seconds"], keep_root / rel, kept.get("device", "")
         else:
-            if not train_missing and paired.finished(run.out_dir) is None:
+            may_train = train_missing and (train_seeds is None or run.train.seed in set(train_seeds))
+            if not may_train and paired.finished(run.out_dir) is None:
                 continue
-            for need in study.needs:
-                if need == "pretrain" and train_missing:
+            for need in study.needs if may_train and not needs_done else ():
+                if need == "pretrain":
                     from mofkit.train.pretrain import run_pretrain
 
                     run_pretrain(cfg, out, progress=progress)
-                elif need in OWN_RUNS and train_missing:
+                elif need in OWN_RUNS:
                     train_own_run(cfg, out, need, progress=progress)
+            needs_done = needs_done or may_train
             if run.data.root not in prepared:
                 prepare_dataset(run, progress=progress)
                 prepared.add(run.data.root)

@@ -257,7 +257,7 @@ class MOFTask(Task):
         if len(rows_ok):
             if apply_now:
                 skipped = self.bank.step_rows(rows_ok, grad, lr=self.frame_lr(),
-                                              betas=tuple(m.frame_betas))
+                                              betas=tuple(m.frame_betas), max_change=m.frame_step_cap)
             else:
                 skipped = self.bank.accumulate(rows_ok, grad)
             if len(skipped):
@@ -287,7 +287,8 @@ class MOFTask(Task):
         D.barrier(info)
         stats: dict[str, Any] = {}
         if info.is_main:
-            stats = self.bank.step_accumulated(lr=self.frame_lr(), betas=tuple(m.frame_betas))
+            stats = self.bank.step_accumulated(lr=self.frame_lr(), betas=tuple(m.frame_betas),
+                                               max_change=m.frame_step_cap)
         self.shared.reopen()
         self.frame_steps += 1
         out = {"meta_loss_compressed": D.all_reduce_mean(float(np.mean(l1)) if l1 else float("nan"),

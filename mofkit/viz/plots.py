@@ -249,7 +249,7 @@ def headline_markdown(df: pd.DataFrame, *, by: Sequence[str] = ("method", "K"),
 
 def tradeoff_plot(df: pd.DataFrame, *, x: str = "gflops", y: str = "t2v_R1",
                   method_col: str = "method", k_col: str = "K", err_col: str | None = None,
-                  title: str | None = None) -> Figure:
+                  title: str | None = None, ceiling: pd.DataFrame | None = None) -> Figure:
     """Accuracy against inference cost per video: one line per method, each point labelled K.
 
     Uniform sampling traces a curve (more frames, more accuracy, more GFLOPs); MOF's test cost is
@@ -265,9 +265,12 @@ def tradeoff_plot(df: pd.DataFrame, *, x: str = "gflops", y: str = "t2v_R1",
         k_col: frames per video.
         err_col: column with the spread of ``y`` (error bars).
         title: axes title.
+        ceiling: optional rows of :func:`mofkit.eval.ceiling.ceiling_table` (``K``,
+            ``ceiling_t2v_R1``): the information ceiling of uniform K frames, drawn dashed at the
+            cost of each K (the uniform rows' x), so the gap a better model could close shows.
 
     Returns:
-        The figure (one line per method).
+        The figure (one line per method, and the ceiling).
     """
     cols = [x, y] + ([err_col] if err_col else [])
     stats = seed_stats(df, [method_col, k_col], cols)
@@ -294,6 +297,13 @@ def tradeoff_plot(df: pd.DataFrame, *, x: str = "gflops", y: str = "t2v_R1",
             kk = int(k[1]) if float(k[1]).is_integer() else k[1]
             ax.annotate(f"K={kk}", (xv, yv), textcoords="offset points", xytext=(6, dy),
                         fontsize=FONT, color=f"C{c}")
+    if ceiling is not None and len(ceiling):
+        cost = {float(k[1]): stats[k][x][0] for k in stats}  # K -> x (the same for every method)
+        pts = sorted((cost[float(k)], v) for k, v in zip(ceiling["K"], ceiling["ceiling_t2v_R1"])
+                     if float(k) in cost)
+        if pts:
+            ax.plot(*zip(*pts), ls="--", color="0.35", marker="_", ms=12,
+                    label="information ceiling (uniform K)")
     ax.set_xlabel(metric_label(x), fontsize=FONT + 1)
     ax.set_ylabel(metric_label(y), fontsize=FONT + 1)
     ax.tick_params(labelsize=FONT)
@@ -397,3 +407,41 @@ def _finish_bar_axes(ax, xlabel: str, ylabel: str, hue: str | None, title: str |
         ax.legend(fontsize=FONT, title=hue, title_fontsize=FONT)
     if title:
         ax.set_title(title, fontsize=FONT + 2)
+
+
+def paired_plot(summary: pd.DataFrame, *, direction: str = "t2v", baseline: str = "uniform",
+                title: str | None = None) -> Figure:
+    """Each method's paired difference to ``baseline`` in R@1 points, with its 95 % interval, one
+    row per (regime, method): a row whose bar crosses the zero line is no difference.
+
+    Args:
+        summary: a paired study's summary (:func:`mofkit.train.studies.summarise_study`).
+        direction: ``t2v`` or ``v2t``.
+        baseline: ``uniform`` or ``rand``.
+        title: axes title.
+    """
+    tag = f"{direction}_vs_{baseline}"
+    rows = summary[summary.get(tag, pd.Series(dtype=float)).notna()] if tag in summary else summary.iloc[:0]
+    fig = Figure(figsize=(6.4, 0.42 * max(3, len(rows)) + 1.0), layout="constrained")
+    ax = fig.add_subplot()
+    if rows.empty:
+        ax.text(0.5, 0.5, f"no paired runs against {baseline} yet", ha="center", va="center",
+                transform=ax.transAxes, fontsize=FONT + 1)
+        ax.set_axis_off()
+        return fig
+    has_regime = "regime" in rows and rows["regime"].nunique() > 1
+    labels = [(f"{r.regime}: " if has_regime else "") + f"{r.method} (K={int(r.K)}, {int(r.seeds)} seeds)"
+              for r in rows.itertuples()]
+    ys = np.arange(len(rows))[::-1]
+    lo, hi, mid = rows[f"{tag}_low"], rows[f"{tag}_high"], rows[tag]
+    colours = ["C2" if v == "better" else "C3" if v == "worse" else "0.4" for v in rows[f"{tag}_verdict"]]
+    for y, m, l, h, c in zip(ys, mid, lo, hi, colours):
+        ax.errorbar([m], [y], xerr=[[m - l], [h - m]], fmt="o", color=c, capsize=4, lw=1.8)
+    ax.axvline(0, color="0.2", lw=1)
+    ax.set_yticks(ys, labels, fontsize=FONT)
+    ax.set_xlabel(f"{direction} R@1 minus {baseline} (points, 95 % CI)", fontsize=FONT + 1)
+    ax.tick_params(labelsize=FONT)
+    ax.grid(axis="x", alpha=0.3)
+    if title:
+        ax.set_title(title, fontsize=FONT + 2)
+    return fig

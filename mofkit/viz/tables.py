@@ -193,3 +193,28 @@ def paired_markdown(summary: pd.DataFrame, *, directions=("t2v", "v2t"),
         cells.append(f"{r['train_seconds']:.0f}" if "train_seconds" in r and pd.notna(r["train_seconds"]) else "")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def paired_findings(summary: pd.DataFrame, *, method: str = "MOF", baselines=("uniform", "rand"),
+                    direction: str = "t2v") -> str:
+    """Markdown sentences, one per regime, saying what a paired study's table shows for
+    ``method`` against each baseline: the difference, its 95 % interval and the verdict (better /
+    worse only when the interval excludes zero, else no difference)."""
+    lines = []
+    for regime, g in (summary.groupby("regime", sort=False) if "regime" in summary else [("", summary)]):
+        row = g[g["method"] == method]
+        if row.empty:
+            continue
+        r = row.iloc[0]
+        parts = []
+        for b in baselines:
+            tag = f"{direction}_vs_{b}"
+            if tag in r and pd.notna(r[tag]):
+                verdict = {"better": "better", "worse": "worse"}.get(r[f"{tag}_verdict"], "no difference")
+                parts.append(f"vs {b} {r[tag]:+.1f} [{r[f'{tag}_low']:+.1f}, {r[f'{tag}_high']:+.1f}]: "
+                             f"**{verdict}**")
+        if parts:
+            seeds = int(r.get(f"paired_seeds_vs_{baselines[0]}", r["seeds"]))
+            lines.append(f"- {regime or 'all'} ({seeds} seeds, {direction} R@1 {r[f'{direction}_R1']:.1f}): "
+                         + "; ".join(parts))
+    return "\n".join(lines) + ("\n" if lines else "(no paired runs yet)\n")
