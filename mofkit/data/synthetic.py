@@ -20,8 +20,11 @@ Design
   colour for each member, the shape drawn afresh). With probability ``short_prob`` the decisive
   event is a flash; the other flashes are shared within the family and tell families apart. Uniform
   sampling takes segment mid-points of ``linspace(0, frames, K + 1)``, so an event is seen only
-  when one of the K points falls in it: of 32 frames, K = 16 hits every flash, K = 8 a 2-frame
-  flash half the time, K = 4 a quarter, K = 2 an eighth. A missed decisive flash leaves the
+  when one of the K points falls in it: of 32 frames, K = 16 hits every flash; on the ``cpu``
+  corpus's test videos (measured, flashes do not start just anywhere: a long event separates two)
+  K = 8 hit 72 % of the flashes (50 % of the 2-frame ones), K = 4 11 % and K = 2 2 %; the decisive
+  event, flash or not, was seen in 33 / 42 / 78 / 100 % of test videos at K = 2 / 4 / 8 / 16
+  (``event_coverage``, ``mofkit ceiling``). A missed decisive flash leaves the
   family members identical to the model and retrieval among them a guess. The decisive
   difference is a colour, which a small model learns to see within a few epochs. Members never
   differ only in the order of events: mean pooling cannot see order at any K.

@@ -9,6 +9,8 @@ A document marks each generated table with a pair of comments; what lies between
 The opening comment names a CSV with one row per (setting, seed), as a study or the main job writes
 it (``headline.csv``), relative to the document's folder, and may add options:
 ``by=method,K`` (the setting columns, default ``method,K``) and ``directions=t2v,v2t`` (default).
+A paired study's summary (``docs/results/regimes_cpu.csv``) renders as its table of paired
+intervals, or with ``show=findings`` as one sentence per regime (:func:`paired_findings`).
 ``python -m mofkit tables`` rewrites the tables of ``README.md``; ``--check`` only says whether they
 are up to date (the test suite runs it), so a hand edit or a CSV changed without regenerating
 fails CI.
@@ -35,7 +37,7 @@ def seeds_phrase(seeds) -> str:
 
 
 def render_table(csv: str | Path, *, by=("method", "K"), directions=("t2v", "v2t"),
-                 label: str | None = None) -> str:
+                 label: str | None = None, show: str = "table") -> str:
     """The markdown of one generated table: the table and a line saying what its rows are.
 
     Args:
@@ -50,6 +52,8 @@ def render_table(csv: str | Path, *, by=("method", "K"), directions=("t2v", "v2t
         Markdown text ending with a newline.
     """
     df = pd.read_csv(csv)
+    if show == "findings":
+        return paired_findings(df) + f"\n*generated from `{label or csv}`.*\n"
     if any(c.startswith(f"{directions[0]}_vs_") for c in df):  # a paired study's summary
         return _paired_document(df, directions, label or csv)
     table = headline_markdown(df, by=by, directions=directions)
@@ -89,9 +93,10 @@ def _options(spec: str) -> tuple[str, dict]:
     opts: dict = {}
     for item in rest:
         key, _, value = item.partition("=")
-        if key not in ("by", "directions") or not value:
-            raise ValueError(f"table option {item!r}: use by=col1,col2 or directions=t2v,v2t")
-        opts[key] = tuple(value.split(","))
+        if key not in ("by", "directions", "show") or not value:
+            raise ValueError(f"table option {item!r}: use by=col1,col2, directions=t2v,v2t or "
+                             f"show=findings (a paired study's findings, in sentences)")
+        opts[key] = value if key == "show" else tuple(value.split(","))
     return path, opts
 
 
