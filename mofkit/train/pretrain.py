@@ -99,6 +99,7 @@ def run_pretrain(cfg: Config, out: str | Path, *, progress: bool = True) -> Path
     from mofkit.data.stills import ensure_stills, load_stills
     from mofkit.device import get_device
     from mofkit.models import create_from_config, param_groups
+    from mofkit.train.loop import _warmup_cosine
 
     p = cfg.pretrain
     folder = pretrain_dir(out)
@@ -120,9 +121,7 @@ def run_pretrain(cfg: Config, out: str | Path, *, progress: bool = True) -> Path
     n = len(tokens)
     steps = max(1, n // p.batch_size)
     total, warmup = steps * p.epochs, max(1, steps // 2)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: (s + 1) / warmup if s < warmup else
-        0.5 * (1 + np.cos(np.pi * min(1.0, (s - warmup) / max(1, total - warmup)))))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _warmup_cosine(total, warmup))
     state_path = folder / "state.pt"
     history, start, seconds = [], 0, 0.0
     if state_path.is_file():

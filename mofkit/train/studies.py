@@ -206,8 +206,9 @@ def regimes(cfg: Config, out: Path) -> Study:
     """MOF, ``uniform`` and ``rand`` across regimes, one axis at a time (:data:`REGIMES`: the
     corpus, a small training set, a pretrained start); ``study.paired_seeds`` each. Its base regime
     shares its runs with the controls study."""
-    names = [r for r in cfg.study.regimes if cfg.data.dataset == "synthetic" or not REGIMES[r]
-             or REGIMES[r] == {"pretrain": True}]
+    # a real dataset has no corpus to vary: only the regimes that leave the corpus alone
+    names = [r for r in cfg.study.regimes
+             if cfg.data.dataset == "synthetic" or set(REGIMES[r]) <= {"pretrain"}]
     needs = ("pretrain",) if any(REGIMES[r].get("pretrain") for r in names) else ()
     return Study("regimes", "studies", _paired_settings(cfg, out, names, REGIME_METHODS),
                  tuple(cfg.study.paired_seeds), needs=needs, keep=True, seed_major=True)
