@@ -85,6 +85,7 @@ class TrainConfig:
     grad_accum: int = 1  # micro-batches per optimiser step
     precision: str = "auto"  # auto (bf16 on CUDA if supported, else fp32) | fp32 | bf16 | fp16
     seed: int = 0  # seeds python, numpy and torch; sampling and init follow from it
+    family_batches: bool = False  # synthetic corpus: batches hold whole hard-negative families (base and meta level), so each video meets its hard negatives; False: random batches
     eval_every: int = 1  # evaluate on the test split every this many epochs (0: only at the end)
     eval_batch_size: int = 64  # videos per batch when encoding the test split
     tensorboard: bool = True  # write TensorBoard scalars to <out_dir>/tensorboard (rank 0)
@@ -147,7 +148,7 @@ class StudyConfig:
     paired_seeds: tuple[int, ...] = (0,)  # training seeds of every paired setting (5 behind a claim)
     test_videos: int | None = None  # their corpus's test split (None: synthetic.n_test); 2,000 puts one seed's R@1 standard error under a point
     regimes: tuple[str, ...] = ("base", "fewer short events", "longer short events", "small training set",
-                                "pretrained start")  # regimes of the regime study (mofkit.train.studies.REGIMES)
+                                "pretrained start", "family batches")  # regimes of the regime study (mofkit.train.studies.REGIMES)
     finetune_lr: float = 1e-3  # pretrained start: learning rate of the new modules (temporal head, logit scale)
     finetune_tower_lr: float = 1e-4  # pretrained start: learning rate of the pretrained towers
     keep_dir: str | None = None  # where paired studies keep finished runs' small files (None: nowhere)

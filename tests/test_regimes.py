@@ -121,8 +121,10 @@ def test_regimes_have_their_own_corpora_and_the_pretrained_start_its_learning_ra
 
     cfg = get_config("cpu")
     roots = {r: regime_overrides(cfg, r, tmp_path)["data.root"] for r in REGIMES}
-    assert roots["base"] == "data/synthetic-t2000" == roots["pretrained start"]
-    assert len({roots[r] for r in REGIMES if r != "pretrained start"}) == 4
+    assert roots["base"] == "data/synthetic-t2000" == roots["pretrained start"] == roots["family batches"]
+    assert len(set(roots.values())) == 4  # the corpus regimes' own corpora, and the base corpus
+    assert regime_overrides(cfg, "family batches", tmp_path)["train.family_batches"] is True
+    assert "train.family_batches" not in regime_overrides(cfg, "base", tmp_path)
     assert roots["longer short events"] == "data/synthetic-t2000_short_frames-4-6"
     assert corpus_root(cfg, {"synthetic.n_train": 250}) == "data/synthetic-t2000_n_train-250"
     over = regime_overrides(cfg, "pretrained start", tmp_path)
@@ -141,6 +143,11 @@ def test_regimes_have_their_own_corpora_and_the_pretrained_start_its_learning_ra
     assert base <= {s["folder"] for s in controls.settings}
     with pytest.raises(ValueError, match="unknown regime"):
         regime_overrides(cfg, "nope", tmp_path)
+    # a real dataset: no corpus to vary, no families; the base and the pretrained start remain
+    paper = get_config("paper")
+    assert {s["regime"] for s in get_study(paper, "regimes", tmp_path).settings} == {"base", "pretrained start"}
+    with pytest.raises(ValueError, match="needs the synthetic corpus"):
+        regime_overrides(paper, "family batches", tmp_path)
 
 
 @pytest.fixture(scope="module")

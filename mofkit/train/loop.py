@@ -75,14 +75,28 @@ def _warmup_cosine(total_steps: int, warmup_steps: int):
 
 
 def epoch_batches(n: int, global_batch: int, seed: int, epoch: int, info: D.DistInfo, *,
-                  drop_last: bool = True, salt: int = 0) -> list[np.ndarray]:
+                  drop_last: bool = True, salt: int = 0,
+                  groups: np.ndarray | None = None) -> list[np.ndarray]:
     """This rank's share of each global batch of one epoch.
 
     The global order is a permutation drawn from (seed, epoch, salt); it is cut into global batches
     and rank r takes the r-th slice of each, so the concatenation over ranks in rank order is the
     global batch a single process would see.
+
+    ``groups`` (one label per index, e.g. the synthetic corpus's hard-negative families) keeps each
+    group together: the groups come in a random order and their members, in a random order, one
+    after another, so a batch holds whole groups except where a group straddles a batch boundary.
     """
-    order = np.random.default_rng([seed, epoch, salt]).permutation(n)
+    rng = np.random.default_rng([seed, epoch, salt])
+    if groups is None:
+        order = rng.permutation(n)
+    else:
+        groups = np.asarray(groups)
+        if groups.shape != (n,):
+            raise ValueError(f"groups has shape {groups.shape}; expected one label per index ({n},)")
+        labels, inverse = np.unique(groups, return_inverse=True)
+        group_key = rng.permutation(len(labels))[inverse]
+        order = np.lexsort((rng.random(n), group_key))  # by group key, then at random within it
     n_batches = n // global_batch if drop_last else math.ceil(n / global_batch)
     local = global_batch // info.world_size
     out = []
@@ -92,6 +106,25 @@ def epoch_batches(n: int, global_batch: int, seed: int, epoch: int, info: D.Dist
         if len(mine):
             out.append(mine)
     return out
+
+
+def family_groups(cfg: Config, video_ids) -> np.ndarray:
+    """The hard-negative family of each training video, for ``train.family_batches``.
+
+    Only the synthetic corpus records families (``corpus.json``); other datasets get a clear error.
+    """
+    if cfg.data.dataset != "synthetic":
+        raise ValueError(f"train.family_batches needs hard-negative families, which only the synthetic "
+                         f"corpus records; data.dataset={cfg.data.dataset!r} has none. Set "
+                         f"train.family_batches=false")
+    from mofkit.data.synthetic import load_families
+
+    families = load_families(cfg.data.root)
+    missing = [v for v in video_ids if v not in families]
+    if missing:
+        raise ValueError(f"{len(missing)} training videos (e.g. {missing[0]!r}) have no family in "
+                         f"{cfg.data.root}/corpus.json; regenerate the corpus")
+    return np.asarray([families[v] for v in video_ids])
 
 
 class Trainer:
@@ -147,6 +180,8 @@ class Trainer:
         from mofkit.train.data import prepare_data
 
         self.data = prepare_data(self.cfg, self.bundle.tokenizer, self.info, progress=self.progress)
+        self.batch_groups = family_groups(self.cfg, self.data.train.video_ids) \
+            if self.cfg.train.family_batches else None
 
     def _setup_optim(self) -> None:
         from mofkit.models import param_groups
@@ -237,7 +272,8 @@ class Trainer:
     def base_epoch(self, epoch: int) -> dict:
         """One pass over the training videos updating the model on the frames the task gives."""
         t = self.cfg.train
-        batches = epoch_batches(len(self.data.train), t.batch_size, t.seed, epoch, self.info)
+        batches = epoch_batches(len(self.data.train), t.batch_size, t.seed, epoch, self.info,
+                                groups=self.batch_groups)
         loader = self.data.train_loader(batches, epoch, with_meta=self.task.meta_frames)
         self.model.train()
         losses, n_videos, t0 = [], 0, time.time()

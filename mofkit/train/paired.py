@@ -33,7 +33,17 @@ _NOT_THE_RUN = ("out_dir", "device", "study", "pretrain", "data.num_workers", "d
 
 
 def run_identity(cfg: Config | dict) -> dict[str, Any]:
-    """The settings that make a run what it is (``cfg`` without :data:`_NOT_THE_RUN`), JSON-like."""
+    """The settings that make a run what it is (``cfg`` without :data:`_NOT_THE_RUN`), JSON-like.
+
+    A stored config is read through :meth:`Config.from_dict`, so a setting added to the kit since
+    the run was kept counts at its default (new settings default to the behaviour before them); a
+    stored key the kit no longer knows leaves the dict as stored, which then matches no config.
+    """
+    if not isinstance(cfg, Config):
+        try:
+            cfg = Config.from_dict(cfg)
+        except (KeyError, ValueError, TypeError, AttributeError):
+            pass
     d = json.loads(json.dumps(cfg.to_dict() if isinstance(cfg, Config) else cfg, default=list))
     for key in _NOT_THE_RUN:
         *parents, leaf = key.split(".")

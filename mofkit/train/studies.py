@@ -57,6 +57,7 @@ REGIMES: dict[str, dict[str, Any]] = {
     "longer short events": {"synthetic.short_frames": (4, 6)},
     "small training set": {"synthetic.n_train": 250},
     "pretrained start": {"pretrain": True},  # the towers of `mofkit pretrain`, CLIP4Clip-like lrs
+    "family batches": {"train.family_batches": True},  # batches of whole hard-negative families
 }
 
 
@@ -157,15 +158,16 @@ def regime_overrides(cfg: Config, regime: str, out: Path) -> dict[str, Any]:
         raise ValueError(f"unknown regime {regime!r}; regimes: {', '.join(REGIMES)}")
     spec = dict(REGIMES[regime])
     pretrained = spec.pop("pretrain", False)
-    over: dict[str, Any] = {"train.eval_every": 0}
+    corpus = {k: v for k, v in spec.items() if k.startswith("synthetic.")}
+    over: dict[str, Any] = {"train.eval_every": 0, **{k: v for k, v in spec.items() if k not in corpus}}
     if cfg.data.dataset == "synthetic":
-        over.update(spec)
+        over.update(corpus)
         if cfg.study.test_videos:
             over["synthetic.n_test"] = cfg.study.test_videos
-        over["data.root"] = corpus_root(cfg, spec)
-    elif spec:
-        raise ValueError(f"regime {regime!r} changes the synthetic corpus; profile {cfg.profile} reads "
-                         f"{cfg.data.dataset}")
+        over["data.root"] = corpus_root(cfg, corpus)
+    elif corpus or over.get("train.family_batches"):
+        raise ValueError(f"regime {regime!r} needs the synthetic corpus (its settings or its "
+                         f"families); profile {cfg.profile} reads {cfg.data.dataset}")
     if pretrained:
         from mofkit.train.pretrain import pretrain_checkpoint
 
@@ -206,7 +208,7 @@ def regimes(cfg: Config, out: Path) -> Study:
     """MOF, ``uniform`` and ``rand`` across regimes, one axis at a time (:data:`REGIMES`: the
     corpus, a small training set, a pretrained start); ``study.paired_seeds`` each. Its base regime
     shares its runs with the controls study."""
-    # a real dataset has no corpus to vary: only the regimes that leave the corpus alone
+    # a real dataset has no corpus to vary and no families: the base and the pretrained start
     names = [r for r in cfg.study.regimes
              if cfg.data.dataset == "synthetic" or set(REGIMES[r]) <= {"pretrain"}]
     needs = ("pretrain",) if any(REGIMES[r].get("pretrain") for r in names) else ()

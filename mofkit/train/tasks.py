@@ -274,7 +274,7 @@ class MOFTask(Task):
         # Meta batches are cut from one global order and dealt round-robin to ranks, so each video's
         # hypergradient is computed by exactly one rank and reaches the bank exactly once.
         batches = epoch_batches(len(tr.data.train), mb, t.seed, epoch, D.DistInfo(),
-                                drop_last=False, salt=1)
+                                drop_last=False, salt=1, groups=tr.batch_groups)
         mine = [b for j, b in enumerate(batches) if j % info.world_size == info.rank]
         loader = tr.data.train_loader(mine, epoch, with_meta=True, frames=False)
         l1, l2, t0 = [], [], time.time()
