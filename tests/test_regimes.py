@@ -188,11 +188,22 @@ def test_the_regime_study_keeps_its_runs_and_a_clone_resumes_from_them(study_roo
     assert mof["t2v_vs_uniform_low"] <= mof["t2v_vs_uniform"] <= mof["t2v_vs_uniform_high"]
     assert mof["t2v_vs_uniform_verdict"] in ("better", "worse", "no difference")
     assert "t2v_vs_uniform" not in summary.columns or pd.isna(summary.loc[0, "t2v_vs_uniform"])
+    # the ceiling of each regime's own test videos, the same for its methods
+    from mofkit.data.datasets import load_dataset
+    from mofkit.data.synthetic import load_timeline
+    from mofkit.eval.ceiling import information_ceiling
+
+    root = cfg.data.root + "-t40_short_prob-0.25"
+    expect = information_ceiling(load_timeline(root), load_dataset("synthetic", root, "test").video_ids, 4)
+    fewer = summary[summary.regime == "fewer short events"]["ceiling_t2v_R1"]
+    assert fewer.nunique() == 1 and fewer.iloc[0] == pytest.approx(expect["ceiling_t2v_R1"])
+    assert 0 < fewer.iloc[0] <= 100
     text = paired_markdown(summary)
-    assert text.count("\n") == 8 and "fewer short events" in text
+    assert text.count("\n") == 8 and "fewer short events" in text and "ceiling t2v R@1" in text
     summary.to_csv(study_root / "regimes_smoke.csv", index=False)
     doc = render_table(study_root / "regimes_smoke.csv")
-    assert "paired over seeds" in doc and "40 test videos" in doc
+    assert "paired over seeds" in doc and "40 test videos" in doc and "`mofkit ceiling`" in doc
+    assert " of a ceiling of " in render_table(study_root / "regimes_smoke.csv", show="findings")
 
 
 def test_a_kept_run_of_other_settings_is_trained_again(study_root, tmp_path):

@@ -352,12 +352,26 @@ def measured_throughput(cfg: Config, root: str | Path, k: int, videos: int = 64)
                                  device=device)["videos_per_s"]
 
 
+def regime_ceiling(root: str | Path, k: int) -> float:
+    """The information ceiling of t2v R@1 (:mod:`mofkit.eval.ceiling`) at K uniform frames on the
+    test split of the synthetic corpus at ``root``, in percent; NaN where the corpus is absent."""
+    from mofkit.data.datasets import load_dataset
+    from mofkit.data.synthetic import load_timeline
+    from mofkit.eval.ceiling import information_ceiling
+
+    if not (Path(root) / "corpus.json").is_file():
+        return float("nan")
+    ids = load_dataset("synthetic", root, "test").video_ids
+    return information_ceiling(load_timeline(root), ids, k)["ceiling_t2v_R1"]
+
+
 def summarise_study(cfg: Config, name: str, runs: pd.DataFrame, *, measure: bool = True) -> pd.DataFrame:
     """A paired study's table: per regime and method, seeds, R@1 mean and sd, the paired 95 %
     interval of the difference to ``uniform`` and to ``rand``
     (:func:`mofkit.eval.stats.paired_summary`), inference GFLOPs per video and, with ``measure``,
     end-to-end videos per second measured on this machine (the same for every method of a K:
-    they differ in training only); ``profile`` and ``n_test_videos`` columns."""
+    they differ in training only); ``profile`` and ``n_test_videos`` columns; on the synthetic
+    corpus ``ceiling_t2v_R1``, the best t2v R@1 the K uniform test frames allow (:func:`regime_ceiling`)."""
     from mofkit.device import describe_device
     from mofkit.eval.stats import paired_summary
 
@@ -371,6 +385,12 @@ def summarise_study(cfg: Config, name: str, runs: pd.DataFrame, *, measure: bool
     tests = runs.groupby("regime")["n_test_videos"].first()
     table["n_test_videos"] = table["regime"].map(tests).astype(int)
     table["profile"] = cfg.profile
+    if cfg.data.dataset == "synthetic" and "data.root" in runs:
+        # the best t2v R@1 the K uniform test frames allow on each regime's test videos
+        roots = runs.groupby("regime")["data.root"].first()
+        ceilings = {(reg, k): regime_ceiling(roots[reg], int(k))
+                    for reg, k in table[["regime", "K"]].drop_duplicates().itertuples(index=False)}
+        table["ceiling_t2v_R1"] = [ceilings[(reg, k)] for reg, k in zip(table["regime"], table["K"])]
     if measure:
         root = runs["data.root"].iloc[0] if "data.root" in runs else cfg.data.root
         speed = {k: measured_throughput(cfg, root, int(k)) for k in table["K"].unique()}

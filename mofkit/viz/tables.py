@@ -80,6 +80,8 @@ def _paired_document(df: pd.DataFrame, directions, label) -> str:
     parts.append(f"{'/'.join(map(str, seeds))} seed{'s' if seeds != [1] else ''} per row: R@1 mean ± "
                  f"sample sd over seeds; differences paired over seeds, 95 % BCa bootstrap interval "
                  f"over test queries, ▲/▼ where it excludes zero")
+    if "ceiling_t2v_R1" in df and df["ceiling_t2v_R1"].notna().any():
+        parts.append("ceiling: the best t2v R@1 the K uniform test frames allow (`mofkit ceiling`)")
     if "device" in df:
         parts.append(f"trained on: {'; '.join(sorted(set('; '.join(df['device'].astype(str)).split('; '))))}")
     if "videos_per_s_device" in df:
@@ -184,7 +186,8 @@ def paired_markdown(summary: pd.DataFrame, *, directions=("t2v", "v2t"),
     for d in directions:
         head.append(f"{d} R@1")
         head += [f"{d} vs {b} (95 % CI)" for b in baselines if f"{d}_vs_{b}" in summary]
-    head += ["GFLOPs/video", "videos/s (end to end)", "train s"]
+    ceiling = "ceiling_t2v_R1" in summary and summary["ceiling_t2v_R1"].notna().any()
+    head += (["ceiling t2v R@1"] if ceiling else []) + ["GFLOPs/video", "videos/s (end to end)", "train s"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for _, r in summary.iterrows():
         cells = ([str(r["regime"])] if has_regime else []) + [str(r["method"]), str(int(r["K"])),
@@ -193,6 +196,8 @@ def paired_markdown(summary: pd.DataFrame, *, directions=("t2v", "v2t"),
             sd = r.get(f"{d}_R1_sd")
             cells.append(f"{r[f'{d}_R1']:.1f}" + (f" ± {sd:.1f}" if pd.notna(sd) else ""))
             cells += [_ci(r, f"{d}_vs_{b}") for b in baselines if f"{d}_vs_{b}" in summary]
+        if ceiling:
+            cells.append(f"{r['ceiling_t2v_R1']:.1f}" if pd.notna(r["ceiling_t2v_R1"]) else "")
         cells.append(f"{r['gflops']:.3f}" if "gflops" in r and pd.notna(r["gflops"]) else "")
         cells.append(f"{r['videos_per_s']:.0f}" if "videos_per_s" in r and pd.notna(r["videos_per_s"]) else "")
         cells.append(f"{r['train_seconds']:.0f}" if "train_seconds" in r and pd.notna(r["train_seconds"]) else "")
@@ -220,6 +225,8 @@ def paired_findings(summary: pd.DataFrame, *, method: str = "MOF", baselines=("u
                              f"**{verdict}**")
         if parts:
             seeds = int(r.get(f"paired_seeds_vs_{baselines[0]}", r["seeds"]))
-            lines.append(f"- {regime or 'all'} ({seeds} seeds, {direction} R@1 {r[f'{direction}_R1']:.1f}): "
-                         + "; ".join(parts))
+            ceiling = (f" of a ceiling of {r['ceiling_t2v_R1']:.1f}"
+                       if direction == "t2v" and pd.notna(r.get("ceiling_t2v_R1", float("nan"))) else "")
+            lines.append(f"- {regime or 'all'} ({seeds} seeds, {direction} R@1 {r[f'{direction}_R1']:.1f}"
+                         f"{ceiling}): " + "; ".join(parts))
     return "\n".join(lines) + ("\n" if lines else "(no paired runs yet)\n")
