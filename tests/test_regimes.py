@@ -219,6 +219,18 @@ def test_a_kept_run_of_other_settings_is_trained_again(study_root, tmp_path):
     moved.train.lr *= 2
     assert not same_run(saved, moved) and find_kept(kept, moved) is None
     assert "study" not in run_identity(saved) and "out_dir" not in run_identity(saved)
+    # the notebooks anchor paths at the repository, the CLI writes them relative: the same run
+    repo = Path(__file__).resolve().parents[1]
+    relative, anchored = Config.from_dict(saved.to_dict()), Config.from_dict(saved.to_dict())
+    relative.data.root, anchored.data.root = "data/synthetic-t2000", str(repo / "data/synthetic-t2000")
+    assert same_run(relative, anchored)
+    anchored.data.root = str(repo / "data/synthetic-t500")
+    assert not same_run(relative, anchored)
+    # a stored config from before a setting existed counts it at its default
+    old = saved.to_dict()
+    del old["train"]["family_batches"]
+    assert same_run(old, saved) and not same_run(old, Config.from_dict({**saved.to_dict(), "train": {
+        **saved.to_dict()["train"], "family_batches": True}}))
 
 
 def test_the_study_command_summarises_what_is_finished_without_training(study_root, capsys):

@@ -51,7 +51,27 @@ def run_identity(cfg: Config | dict) -> dict[str, Any]:
         for p in parents:
             node = node.get(p, {})
         node.pop(leaf, None)
+    for section, leaf in _PATHS:
+        node = d.get(section, {})
+        if isinstance(node.get(leaf), str):
+            node[leaf] = _repo_relative(node[leaf])
     return d
+
+
+# paths that name the same file whether written relative to the repository (the CLI) or absolute
+# (the notebooks anchor them at the repository)
+_PATHS = (("data", "root"), ("data", "video_dir"), ("model", "pretrained"))
+
+
+def _repo_relative(value: str) -> str:
+    path = Path(value)
+    if not path.is_absolute():
+        return path.as_posix()
+    repo = Path(__file__).resolve().parents[2]
+    try:
+        return path.resolve().relative_to(repo.resolve()).as_posix()
+    except ValueError:
+        return value
 
 
 def same_run(a: Config | dict, b: Config | dict) -> bool:
