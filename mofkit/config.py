@@ -116,6 +116,19 @@ class MOFConfig:
 
 
 @dataclass
+class CompressConfig:
+    """A frame compressor (``mofkit.compress``): every video, at training and test time, is decoded
+    at N frames and compressed to the K the image tower sees. ``name=None`` decodes K frames."""
+
+    name: str | None = None  # None | uniform | keyframes | segment_max | segment_mean | segment_deviation | dynamic_image | slots
+    input_frames: int = 32  # N: frames decoded per video (uniform positions of the data.dense_frames grid)
+    mode: str = "soft"  # slots: soft (blend of frames) | hard (one real frame per slot, straight-through)
+    criterion: str = "difference"  # keyframes: difference (to neighbouring frames) | histogram (colour histograms)
+    training: str = "end_to_end"  # a learned compressor: end_to_end (the retrieval loss through it) | amortised (MOF amortised: the hypergradient of the whole-video loss through mofkit.bilevel)
+    lr: float = 1e-3  # AdamW learning rate of a learned compressor (warm-up and cosine as the model's)
+
+
+@dataclass
 class PretrainConfig:
     """``mofkit pretrain``: the towers trained CLIP-style on synthetic stills (``mofkit.data.stills``),
     the start of the regime study's ``pretrained start`` (MOF's and CLIP4Clip's real regime)."""
@@ -167,6 +180,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     mof: MOFConfig = field(default_factory=MOFConfig)
+    compress: CompressConfig = field(default_factory=CompressConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     study: StudyConfig = field(default_factory=StudyConfig)
 

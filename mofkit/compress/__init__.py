@@ -19,7 +19,8 @@ Every compressor has
 Registered names (:func:`list_compressors`): ``uniform``, ``keyframes``, ``segment_max``,
 ``segment_mean``, ``segment_deviation``, ``dynamic_image`` (:mod:`mofkit.compress.fixed`, nothing
 learned) and ``slots`` (:mod:`mofkit.compress.learned`). Build one with
-``create_compressor(name, num_frames, **options)``. These are pure torch modules: no file I/O.
+``create_compressor(name, num_frames, **options)``, or from a run's settings with
+:func:`compressor_from_config`. These are pure torch modules: no file I/O.
 """
 from __future__ import annotations
 
@@ -104,8 +105,27 @@ __all__ = [
     "SegmentMean",
     "Slots",
     "Uniform",
+    "compressor_from_config",
     "compressor_options",
     "create_compressor",
     "list_compressors",
     "rank_pooling_coefficients",
 ]
+
+
+def compressor_from_config(c, num_frames: int) -> Compressor | None:
+    """The compressor a run's ``compress`` settings name (``mofkit.config.CompressConfig``).
+
+    Args:
+        c: the settings: ``name`` (None: no compressor), and the options a compressor takes
+            (``mode`` of ``slots``, ``criterion`` of ``keyframes``) as fields of the same name.
+        num_frames: K (``data.num_frames``).
+
+    Returns:
+        The compressor, or None when ``c.name`` is None.
+    """
+    if c.name is None:
+        return None
+    options = {k: getattr(c, k) for k in compressor_options(c.name) if hasattr(c, k)}
+    return create_compressor(c.name, num_frames, **options)
+

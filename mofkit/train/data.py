@@ -1,8 +1,8 @@
 """A run's data: datasets, frame caches, tokenised captions and the loaders built on them.
 
 Caches are built once by rank 0 (other ranks wait, then open them): the training split's K uniform
-frames, its dense grid (when ``rand`` sampling or MOF's N whole-video frames need it) and the test
-split's K uniform frames. Unreadable videos are left out of both splits, with one warning each, and
+frames, its dense grid (when ``rand`` sampling, MOF's N whole-video frames or a frame compressor
+need it), the test split's K uniform frames and, with a compressor, the test split's grid too. Unreadable videos are left out of both splits, with one warning each, and
 the test videos left out are reported with every evaluation.
 """
 from __future__ import annotations
@@ -42,6 +42,8 @@ class RunData:
     # name -> bool mask over test videos; evaluations report t2v R@1 within each group (synthetic
     # corpus: whether the K uniform test frames see the video's decisive event)
     test_groups: dict[str, np.ndarray] = field(default_factory=dict)
+    # with a frame compressor (compress.name): the test videos' N input frames, else None
+    test_inputs: EvalClips | None = None
     _clips: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -54,13 +56,16 @@ class RunData:
         """DataLoader over the given batches of training rows, items drawn for ``epoch``."""
         from mofkit.data.loaders import TrainClips, make_loader
 
-        d, m = self.cfg.data, self.cfg.mof
+        d, m, c = self.cfg.data, self.cfg.mof, self.cfg.compress
         key = (with_meta, frames)
         if key not in self._clips:
             source = self.train_grid if d.train_sampling == "rand" else self.train_k
+            k, sampling = d.num_frames, d.train_sampling
+            if c.name is not None:  # a compressor's N input frames, at uniform grid positions
+                source, k, sampling = self.train_grid, c.input_frames, "uniform"
             self._clips[key] = TrainClips(
                 source, self.train, self.train_tokens, self.train_caption_video,
-                num_frames=d.num_frames if frames else 0, sampling=d.train_sampling,
+                num_frames=k if frames else 0, sampling=sampling,
                 meta_frames=m.meta_frames if with_meta else 0, meta_sampling=m.meta_sampling,
                 meta_cache=self.train_grid, seed=self.cfg.train.seed)
         return make_loader(self._clips[key], batch_size=1, epoch=epoch, batches=batches,
@@ -98,11 +103,16 @@ def prepare_data(cfg: Config, tokenizer: Callable, info: D.DistInfo | None = Non
     D.barrier(info)
     train, test = load_splits(cfg)
 
-    need_grid = d.train_sampling == "rand" or cfg.mof.enabled
+    compress = cfg.compress.name is not None
+    need_grid = d.train_sampling == "rand" or cfg.mof.enabled or compress
     if need_grid and cfg.mof.enabled and d.dense_frames < cfg.mof.meta_frames:
         raise ValueError(f"mof.meta_frames={cfg.mof.meta_frames} whole-video frames are drawn from a "
                          f"grid of data.dense_frames={d.dense_frames}; set data.dense_frames >= "
                          f"{cfg.mof.meta_frames}")
+    if compress and not d.num_frames <= cfg.compress.input_frames <= d.dense_frames:
+        raise ValueError(f"compress.input_frames={cfg.compress.input_frames} frames per video are "
+                         f"compressed to data.num_frames={d.num_frames} and drawn from a grid of "
+                         f"data.dense_frames={d.dense_frames}: it must lie between the two")
     build = dict(size=d.decode_size, backend=d.backend, cache_dir=d.cache_dir,
                  progress=progress and info.is_main)
     caches = {}
@@ -114,6 +124,9 @@ def prepare_data(cfg: Config, tokenizer: Callable, info: D.DistInfo | None = Non
             if need_grid:
                 caches["grid"] = FrameCache.build(train, num_frames=d.dense_frames, mode="uniform",
                                                   **build)
+            if compress:
+                caches["test_grid"] = FrameCache.build(test, num_frames=d.dense_frames, mode="uniform",
+                                                       **build)
         D.barrier(info)
 
     train_all_ids = list(train.video_ids)
@@ -122,6 +135,8 @@ def prepare_data(cfg: Config, tokenizer: Callable, info: D.DistInfo | None = Non
         train = caches["grid"].dataset_view(train)
     test_all_ids = list(test.video_ids)
     test = caches["test_k"].dataset_view(test)
+    if compress:
+        test = caches["test_grid"].dataset_view(test)
     train_dropped = sorted(set(train_all_ids) - set(train.video_ids))
     test_dropped = sorted(set(test_all_ids) - set(test.video_ids))
 
@@ -140,4 +155,6 @@ def prepare_data(cfg: Config, tokenizer: Callable, info: D.DistInfo | None = Non
                    train_k=caches["train_k"], train_grid=caches.get("grid"),
                    train_tokens=_tokenize(tokenizer, train_caps), train_caption_video=np.asarray(train_cv),
                    test_tokens=_tokenize(tokenizer, test_caps), test_caption_video=np.asarray(test_cv),
-                   train_dropped=train_dropped, test_dropped=test_dropped, test_groups=groups)
+                   train_dropped=train_dropped, test_dropped=test_dropped, test_groups=groups,
+                   test_inputs=EvalClips(caches["test_grid"], test, cfg.compress.input_frames)
+                   if compress else None)

@@ -143,6 +143,9 @@ class Trainer:
             raise ValueError(f"train.batch_size={cfg.train.batch_size} must be divisible by the "
                              f"number of processes ({self.info.world_size})")
         _seed_everything(cfg.train.seed)
+        from mofkit.train.tasks import task_name
+
+        task_name(cfg)  # the method's settings are checked before any work
         self._setup_model()
         self._setup_data()
         self._setup_optim()
@@ -168,6 +171,18 @@ class Trainer:
 
         self.bundle = create_from_config(self.cfg.model, self.device)
         self.model = self.bundle.model
+        self.compressor = None  # a frame compressor (compress.name): N decoded frames -> K, train and test
+        if self.cfg.compress.name is not None:
+            from mofkit.compress import compressor_from_config
+
+            self.compressor = compressor_from_config(self.cfg.compress, self.cfg.data.num_frames).to(self.device)
+        # what training calls: the compressor, under DDP when several processes train its weights
+        self.compressor_net = self.compressor
+        if self.compressor is not None and self.compressor.learned and self.info.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.compressor_net = DistributedDataParallel(self.compressor, device_ids=ids)
         self.preprocess = Preprocessor(self.bundle.image_size, self.bundle.mean, self.bundle.std)
         self.ddp = None
         if self.info.enabled:
@@ -188,6 +203,9 @@ class Trainer:
 
         t = self.cfg.train
         groups = param_groups(self.model, lr=t.lr, tower_lr=t.tower_lr, weight_decay=t.weight_decay)
+        if self.trains_compressor:  # end to end: the compressor is one more group of the same optimiser
+            groups.append({"params": [p for p in self.compressor.parameters() if p.requires_grad],
+                           "lr": self.cfg.compress.lr, "weight_decay": 0.0, "name": "compressor"})
         try:  # the fused kernel is ~20x faster than the per-tensor loop on CPU (large embeddings)
             self.optimizer = torch.optim.AdamW(groups, lr=t.lr, betas=tuple(t.betas), eps=t.eps,
                                                fused=True)
@@ -199,6 +217,31 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer,
                                                            _warmup_cosine(total, warmup))
         self.scaler = grad_scaler(self.device, self.precision)
+
+    @property
+    def trains_compressor(self) -> bool:
+        """Whether the base level's optimiser trains the compressor (learned, ``end_to_end``)."""
+        c = self.cfg.compress
+        if self.compressor is None or not self.compressor.learned:
+            return False
+        if c.training not in ("end_to_end", "amortised"):
+            raise ValueError(f"compress.training={c.training!r}: use 'end_to_end' (the retrieval loss "
+                             f"through the compressor) or 'amortised' (MOF's hypergradient)")
+        return c.training == "end_to_end"
+
+    def eval_inputs(self, frames: torch.Tensor) -> torch.Tensor:
+        """Test-time model input of uint8 frames (B, T, S, S, 3): normalised, then compressed
+        from T = N to K frames where the run has a compressor. (B, K, 3, S, S)."""
+        x = self.preprocess.eval(frames)
+        if self.compressor is None:
+            return x
+        was_training = self.compressor.training
+        self.compressor.eval()
+        try:
+            with torch.no_grad():
+                return self.compressor(x)
+        finally:
+            self.compressor.train(was_training)
 
     # -- checkpoint ----------------------------------------------------------------------------
 
@@ -217,6 +260,8 @@ class Trainer:
             "nonfinite_total": self.nonfinite_total, "final": final, "arch": self.cfg.model.arch,
             "task": self.task.name, "frame_steps": 0, "bank": None, **self.task.state_dict(),
         }
+        if self.compressor is not None:
+            state["compressor"] = self.compressor.state_dict()
         atomic_torch_save(state, checkpoint_path(self.out_dir))
 
     def load(self) -> dict | None:
@@ -227,6 +272,8 @@ class Trainer:
         saved = Config.from_dict(ckpt["config"])
         _check_resumable(saved, self.cfg, path)
         self.model.load_state_dict(ckpt["model"])
+        if self.compressor is not None and "compressor" in ckpt:
+            self.compressor.load_state_dict(ckpt["compressor"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
         self.scaler.load_state_dict(ckpt["scaler"])
@@ -286,7 +333,8 @@ class Trainer:
             if (i + 1) % t.grad_accum == 0:
                 if t.grad_clip > 0:
                     self.scaler.unscale_(self.optimizer)
-                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
+                    torch.nn.utils.clip_grad_norm_(
+                        [p for g in self.optimizer.param_groups for p in g["params"]], t.grad_clip)
                 self.scaler.step(self.optimizer)
                 self.scaler.update()
                 self.optimizer.zero_grad(set_to_none=True)
@@ -309,9 +357,10 @@ class Trainer:
         if not self.info.is_main:
             return None
         d = self.data
-        res = evaluate_model(self.model, frames_of=d.test_clips.frames_of,
+        clips = d.test_inputs if self.compressor is not None else d.test_clips
+        res = evaluate_model(self.model, frames_of=clips.frames_of,
                              num_videos=len(d.test), tokens=d.test_tokens,
-                             caption_video=d.test_caption_video, preprocess=self.preprocess.eval,
+                             caption_video=d.test_caption_video, preprocess=self.eval_inputs,
                              device=self.device, precision=self.precision,
                              batch_size=self.cfg.train.eval_batch_size, dropped=d.test_dropped)
         res.pop("sim", None)

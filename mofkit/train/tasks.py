@@ -20,6 +20,11 @@ Tasks here:
   initialised as MOF's (``frozen``) or from frames inside the captioned events (``mof.init =
   "oracle"``, synthetic corpus), never updated.
 
+* ``compress``: a frame compressor (``compress.name``, :mod:`mofkit.compress`) makes each video's
+  K frames from its N, at training and test time; a learned one trains end to end.
+* ``compress-amortised``: MOF amortised, the compressor's weights moved along the hypergradient of
+  the whole-video loss (:mod:`mofkit.bilevel.amortised`) before each base step.
+
 With ``mof.augment`` the bank tasks crop (and flip) each batch's compressed frames exactly as the
 baseline crops its decoded frames, seeded by (seed, epoch, video); the meta step sees them uncropped.
 
@@ -381,12 +386,100 @@ class MOFBatchTask(MOFTask):
             self.shared.begin_generation()
 
 
+class CompressTask(Task):
+    """A frame compressor (``compress.name``): each video's N frames, cropped as the baseline crops
+    its frames, compressed to K. A learned compressor trains end to end with the model (its
+    parameters are a group of the model's optimiser); a fixed one runs without gradients."""
+
+    name = "compress"
+
+    def compressed(self, batch: dict, epoch: int, *, grad: bool) -> torch.Tensor:
+        tr, seed = self.trainer, self.cfg.train.seed
+        rows = batch["index"].numpy()
+        frames = tr.preprocess.train_with_seeds(
+            batch["frames"].to(tr.device), [(seed, epoch, int(r)) for r in rows],
+            **tr.data.aug)  # (B, N, 3, S, S), one crop per video
+        with torch.set_grad_enabled(grad):
+            return tr.compressor_net(frames)  # (B, K, 3, S, S)
+
+    def step_inputs(self, batch: dict, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.compressed(batch, epoch, grad=self.trainer.trains_compressor), batch["tokens"]
+
+
+class AmortisedCompressTask(CompressTask):
+    """MOF amortised (``compress.training = "amortised"``): the compressor's weights are the meta
+    level. Each batch first moves them one Adam step along the hypergradient of the whole-video
+    loss (``mof.meta_frames`` of the N frames, uncropped) through one virtual model step
+    (:func:`mofkit.bilevel.amortised.amortised_hypergradient`, ``mof.alpha``, ``mof.hypergrad``);
+    then the model trains on the compressed frames, the compressor fixed."""
+
+    name = "compress-amortised"
+
+    def __init__(self, trainer: "Trainer"):
+        super().__init__(trainer)
+        params = [p for p in trainer.compressor.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.Adam(params, lr=self.cfg.compress.lr)
+        self._l1: list[float] = []
+        self._l2: list[float] = []
+
+    def step_inputs(self, batch: dict, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        from mofkit.bilevel.amortised import amortised_hypergradient
+        from mofkit.data.sampling import sample_from_grid
+        from mofkit.device import autocast
+        from mofkit.models.loss import contrastive_loss
+
+        tr, m = self.trainer, self.cfg.mof
+        if len(batch["index"]) >= 2:  # a contrastive loss needs two videos
+            x = tr.preprocess.eval(batch["frames"].to(tr.device))  # (B, N, 3, S, S) uncropped
+            whole = x[:, sample_from_grid(x.shape[1], min(m.meta_frames, x.shape[1]), "uniform")]
+            was_training = tr.model.training
+            tr.model.eval()  # the meta step sees no dropout and changes no weight
+            self.optimizer.zero_grad(set_to_none=True)
+            res = amortised_hypergradient(tr.model, tr.compressor_net, contrastive_loss,
+                                          batch["tokens"].to(tr.device), x, whole, alpha=m.alpha,
+                                          method=m.hypergrad, fd_eps=m.fd_eps,
+                                          autocast=autocast(tr.device, tr.precision))
+            tr.model.train(was_training)
+            if not bool(res.finite.all()):
+                tr.report_nonfinite(batch["index"].numpy()[~res.finite.cpu().numpy()], "hypergradient")
+            self.optimizer.step()
+            self._l1.append(res.loss_compressed)
+            self._l2.append(res.loss_whole)
+        return self.compressed(batch, epoch, grad=False), batch["tokens"]
+
+    def epoch_stats(self) -> dict[str, float]:
+        out = {"meta_loss_compressed": float(np.mean(self._l1)) if self._l1 else float("nan"),
+               "meta_loss_whole": float(np.mean(self._l2)) if self._l2 else float("nan")}
+        self._l1, self._l2 = [], []
+        return out
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"compressor_optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if "compressor_optimizer" in state:
+            self.optimizer.load_state_dict(state["compressor_optimizer"])
+
+
 TASKS: dict[str, type[Task]] = {"baseline": BaselineTask, "mof": MOFTask, "mof-batch": MOFBatchTask,
-                                "mof-frozen": FrozenBankTask}
+                                "mof-frozen": FrozenBankTask, "compress": CompressTask,
+                                "compress-amortised": AmortisedCompressTask}
 
 
 def task_name(cfg: "Config") -> str:
-    """Which task a config trains: ``baseline``, ``mof``, ``mof-batch`` or ``mof-frozen``."""
+    """Which task a config trains: ``baseline``, ``mof``, ``mof-batch``, ``mof-frozen``,
+    ``compress`` or ``compress-amortised``."""
+    if cfg.compress.name is not None:
+        from mofkit.compress import COMPRESSORS
+
+        if cfg.mof.enabled:
+            raise ValueError("compress.name and mof.enabled are two ways to make the K frames; choose "
+                             "one (the compressor's MOF is compress.training='amortised')")
+
+        if cfg.compress.name in COMPRESSORS and COMPRESSORS[cfg.compress.name].learned \
+                and cfg.compress.training == "amortised":
+            return "compress-amortised"
+        return "compress"
     if not cfg.mof.enabled:
         return "baseline"
     names = {"epoch": "mof", "batch": "mof-batch", "none": "mof-frozen"}
