@@ -147,3 +147,19 @@ def test_compressor_settings_are_checked():
 
     with pytest.raises(ValueError, match="choose one"):
         Trainer(get_config("smoke", {"compress.name": "slots", "mof.enabled": True}), progress=False)
+
+
+def test_the_inference_cost_adds_the_compressor():
+    from mofkit.compress import compressor_from_config
+    from mofkit.train.experiments import compressor_gflops, inference_gflops, result_row
+
+    from mofkit.eval.metrics import DIRECTIONS, METRIC_KEYS
+
+    final = {d: {k: 1.0 for k in METRIC_KEYS} for d in DIRECTIONS}
+    plain = get_config("cpu")
+    slots = get_config("cpu", {"compress.name": "slots"})
+    expect = compressor_from_config(slots.compress, 4).flops(32, 64)["total"] / 1e9
+    assert compressor_gflops(plain) == 0 and compressor_gflops(slots) == pytest.approx(expect)
+    a, b = result_row(plain, final, 1.0), result_row(slots, final, 1.0)
+    assert b["gflops"] == pytest.approx(a["gflops"] + expect) and b["compressor_gflops"] > 0
+    assert b["gflops"] < inference_gflops(get_config("cpu", {"data.num_frames": 5}))[0]  # below uniform K = 5

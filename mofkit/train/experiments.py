@@ -50,13 +50,29 @@ def inference_gflops(cfg: Config) -> tuple[float, float]:
     return _FLOPS_CACHE[key]
 
 
+def compressor_gflops(cfg: Config) -> float:
+    """GFLOPs per test video of ``cfg``'s frame compressor (0 without one): N frames in, K out, at
+    the model's input size (``mofkit.compress``: counted and elementwise FLOPs)."""
+    if cfg.compress.name is None:
+        return 0.0
+    from mofkit.compress import compressor_from_config
+    from mofkit.models import get_arch_config
+
+    size = int(get_arch_config(cfg.model.arch)["vision_cfg"]["image_size"])
+    comp = compressor_from_config(cfg.compress, cfg.data.num_frames)
+    return comp.flops(cfg.compress.input_frames, size)["total"] / 1e9
+
+
 def result_row(cfg: Config, final: dict, train_seconds: float) -> dict[str, Any]:
-    """Flatten a run's final metrics into one table row."""
+    """Flatten a run's final metrics into one table row. ``gflops`` is the whole inference cost per
+    test video: the image tower on the K frames, the temporal head and any frame compressor
+    (``compressor_gflops``)."""
     row: dict[str, Any] = {}
     for direction in DIRECTIONS:
         for k in METRIC_KEYS:
             row[f"{direction}_{k}"] = final[direction][k]
     gv, gt = inference_gflops(cfg)
-    row.update(train_seconds=train_seconds, gflops=gv, text_gflops=gt,
+    gc = compressor_gflops(cfg)
+    row.update(train_seconds=train_seconds, gflops=gv + gc, compressor_gflops=gc, text_gflops=gt,
                n_test_videos=final.get("n_videos"), dropped_test_videos=len(final.get("dropped", [])))
     return row
