@@ -53,3 +53,25 @@ def test_the_readme_tables_match_the_committed_results():
     readme = REPO / "README.md"
     assert "<!-- table: docs/results/" in readme.read_text(), "the README's tables must be generated"
     assert update_tables([readme], check=True) == [], "run: python -m mofkit tables"
+
+
+def test_paired_findings_state_every_method_of_a_controls_table():
+    import pandas as pd
+
+    from mofkit.viz.tables import paired_findings
+
+    rows = []
+    for method, diff, low, high, verdict in [("uniform", None, None, None, None),
+                                             ("frozen", -0.2, -0.9, 0.5, "no difference"),
+                                             ("oracle", -3.0, -3.8, -2.1, "worse")]:
+        r = {"regime": "base", "method": method, "seeds": 5, "t2v_R1": 7.0, "ceiling_t2v_R1": 42.0}
+        if diff is not None:
+            r.update({"t2v_vs_uniform": diff, "t2v_vs_uniform_low": low, "t2v_vs_uniform_high": high,
+                      "t2v_vs_uniform_verdict": verdict, "paired_seeds_vs_uniform": 5})
+        rows.append(r)
+    text = paired_findings(pd.DataFrame(rows), baselines=("uniform",))
+    lines = text.strip().splitlines()
+    assert len(lines) == 2 and lines[0].startswith("- frozen (5 seeds, t2v R@1 7.0 of a ceiling of 42.0)")
+    assert "**no difference**" in lines[0] and "-3.0 [-3.8, -2.1]: **worse**" in lines[1]
+    only = paired_findings(pd.DataFrame(rows), methods=["oracle"], baselines=("uniform",))
+    assert only.startswith("- base (5 seeds") and only.count("\n") == 1

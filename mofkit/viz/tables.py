@@ -205,28 +205,43 @@ def paired_markdown(summary: pd.DataFrame, *, directions=("t2v", "v2t"),
     return "\n".join(lines) + "\n"
 
 
-def paired_findings(summary: pd.DataFrame, *, method: str = "MOF", baselines=("uniform", "rand"),
+def paired_findings(summary: pd.DataFrame, *, methods=None, baselines=("uniform", "rand"),
                     direction: str = "t2v") -> str:
-    """Markdown sentences, one per regime, saying what a paired study's table shows for
-    ``method`` against each baseline: the difference, its 95 % interval and the verdict (better /
-    worse only when the interval excludes zero, else no difference)."""
+    """Markdown sentences, one per regime and method, saying what a paired study's table shows
+    for each method against each baseline: the difference, its 95 % interval and the verdict
+    (better / worse only when the interval excludes zero, else no difference).
+
+    Args:
+        summary: :func:`mofkit.train.studies.summarise_study`'s table.
+        methods: the methods to state (default: every method that is not a baseline, in table order).
+        baselines: what they are compared with.
+        direction: ``t2v`` or ``v2t``.
+    """
+    if methods is None:
+        methods = [m for m in dict.fromkeys(summary.get("method", [])) if m not in baselines]
+    regimes = summary.groupby("regime", sort=False) if "regime" in summary else [("", summary)]
+    several = "regime" in summary and summary["regime"].nunique() > 1
     lines = []
-    for regime, g in (summary.groupby("regime", sort=False) if "regime" in summary else [("", summary)]):
-        row = g[g["method"] == method]
-        if row.empty:
-            continue
-        r = row.iloc[0]
-        parts = []
-        for b in baselines:
-            tag = f"{direction}_vs_{b}"
-            if tag in r and pd.notna(r[tag]):
-                verdict = {"better": "better", "worse": "worse"}.get(r[f"{tag}_verdict"], "no difference")
-                parts.append(f"vs {b} {r[tag]:+.1f} [{r[f'{tag}_low']:+.1f}, {r[f'{tag}_high']:+.1f}]: "
-                             f"**{verdict}**")
-        if parts:
+    for regime, g in regimes:
+        for method in methods:
+            row = g[g["method"] == method]
+            if row.empty:
+                continue
+            r = row.iloc[0]
+            parts = []
+            for b in baselines:
+                tag = f"{direction}_vs_{b}"
+                if tag in r and pd.notna(r[tag]):
+                    verdict = {"better": "better", "worse": "worse"}.get(r[f"{tag}_verdict"], "no difference")
+                    parts.append(f"vs {b} {r[tag]:+.1f} [{r[f'{tag}_low']:+.1f}, {r[f'{tag}_high']:+.1f}]: "
+                                 f"**{verdict}**")
+            if not parts:
+                continue
             seeds = int(r.get(f"paired_seeds_vs_{baselines[0]}", r["seeds"]))
             ceiling = (f" of a ceiling of {r['ceiling_t2v_R1']:.1f}"
                        if direction == "t2v" and pd.notna(r.get("ceiling_t2v_R1", float("nan"))) else "")
-            lines.append(f"- {regime or 'all'} ({seeds} seeds, {direction} R@1 {r[f'{direction}_R1']:.1f}"
+            name = (regime if len(methods) == 1 else f"{regime}, {method}") if several else \
+                (method if len(methods) > 1 or not regime else regime)
+            lines.append(f"- {name or 'all'} ({seeds} seeds, {direction} R@1 {r[f'{direction}_R1']:.1f}"
                          f"{ceiling}): " + "; ".join(parts))
     return "\n".join(lines) + ("\n" if lines else "(no paired runs yet)\n")
