@@ -35,6 +35,8 @@ class SyntheticConfig:
     short_prob: float = 0.75  # chance that a family's decisive event is short
     short_frames: tuple[int, int] = (2, 3)  # length range (frames) of a short event (a flash)
     seed: int = 0  # everything in the corpus follows from this seed
+    camera: str = "static"  # static | moving: a per-video pan, slow zoom and shake over the whole scene
+    clutter: int = 0  # moving grey/brown background blobs drawn under the events (0: none)
 
 
 @dataclass

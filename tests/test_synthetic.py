@@ -1,4 +1,5 @@
 """The synthetic corpus: real mp4s, MSR-VTT annotations, determinism, hard negatives, short events."""
+import hashlib
 import json
 import re
 
@@ -223,6 +224,50 @@ def _count_generations(monkeypatch) -> list:
 
     monkeypatch.setattr(syn, "generate_corpus", counted)
     return calls
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+# sha256 of render_video's arrays and of the plan, recorded once: the corpus a seed
+# describes must not change when the code does (a new setting must default to the old frames).
+GOLDEN = {
+    "small": (SyntheticConfig(n_train=4, n_test=0, frames=20, size=32, captions_per_video=3,
+                              short_frames=(1, 2), seed=3),
+              "b44472980435fa1c0ef534f11596e5bc190b2f1f08dc9bbebbb0ee5bbffe21c2",
+              ["9d0505aa8b32f831912212079247afbb809373d9d640e4b1b3ac231b7bb508c5",
+               "5eb70575d8cd6739d6a3c6dc973561b47893e4f65679c8b23644ab35e3947e03",
+               "fb1dc8d07d97adfa3bdc28a8ff8b81eeaf7ed71329e764058cfb952da0bb01ea",
+               "2f13146fef518d21f1971be1f57676f3b59e24f6f603e922e7ac6db8b21d85c2"]),
+    "default64": (SyntheticConfig(n_train=4, n_test=0, seed=7),
+                  "b945294df22c3fe841decad9c6d91726b07a93bc6b2ddc026ed8ed8dd42581a4",
+                  ["d21841567a98ac1f507bef196abc0002bb22d6638e2e657f99031a5d246a2273",
+                   "e67026850f1f2028991149d24be702d2947b93a78c461df240f4beca49cc248b",
+                   "d7815c67cddf0e56c8edd3c232a7c7f20ac3538483bbe2c71282f60b9213fe26",
+                   "e4eaf9df89d618933fab42e828a3213e268562cda4ecd71aa4b008fcbf5deaa2"]),
+}
+# the files of SMALL's corpus that do not go through the video encoder (mp4 bytes depend on
+# the libx264 build)
+GOLDEN_FILES = {
+    "corpus.json": "e98bed13c8e9a53b4d8beb388cb57545f5c3c023b160e6386c2f59007e2d210a",
+    "MSRVTT_data.json": "8549a48a7168031b84b7929e87c941fa42b4db9dd1a167745062aab8e584dda7",
+    "MSRVTT_train.9k.csv": "986aaf351c3605b7d16ddb635580a94ed67d13e782fcc6f065b8d62716b3f059",
+    "MSRVTT_JSFUSION_test.csv": "43e0d2528b2606b7dda715402a16b78990be06276a2bf5ac9e32f8c9636ea590",
+}
+
+
+@pytest.mark.parametrize("name", sorted(GOLDEN))
+def test_videos_and_plan_are_byte_identical_to_the_recorded_ones(name):
+    cfg, plan_hash, video_hashes = GOLDEN[name]
+    plan = syn.plan_corpus(cfg)
+    assert _sha(json.dumps(plan, sort_keys=True).encode()) == plan_hash
+    assert [_sha(syn.render_video(r, cfg).tobytes()) for r in plan[:4]] == video_hashes
+
+
+def test_annotation_files_are_byte_identical_to_the_recorded_ones(tmp_path):
+    root = syn.generate_corpus(tmp_path / "c", SMALL, progress=False, workers=1)
+    assert {n: _sha((root / n).read_bytes()) for n in GOLDEN_FILES} == GOLDEN_FILES
 
 
 def test_ensure_corpus_generates_only_when_missing_or_changed(tmp_path, monkeypatch):
