@@ -82,32 +82,71 @@ def write_video(path: str | Path, n_frames: int, size: tuple[int, int] = (48, 64
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    h, w = size
-    container = av.open(str(path), "w", options={"movflags": "+faststart"} if faststart else {})
-    stream = container.add_stream(codec, rate=fps)
-    stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-    if codec == "libx264":
-        # veryfast keeps B-frames, so decoders have to reorder: frame-exactness is really tested.
-        options = {"preset": "veryfast", "crf": str(crf)}
-    elif codec in ("libvpx-vp9", "libvpx"):
-        options = {"deadline": "realtime", "cpu-used": "8", "b": "0", "crf": str(max(crf, 4))}
-        if codec == "libvpx-vp9" and crf == 0:
-            options["lossless"] = "1"
+    errors = []
+    for options in _encoder_option_sets(codec, crf, gop):
+        try:
+            _encode(path, n_frames, size, fps, pattern, seed, codec, options, faststart)
+            break
+        except av.error.FFmpegError as e:  # this build's encoder refuses these options: next set
+            errors.append(f"{options}: {e}")
+            path.unlink(missing_ok=True)
     else:
-        options = {}
-    if gop:
-        options["g"] = str(gop)
-    stream.options = options
-    for i in range(n_frames):
-        frame = av.VideoFrame.from_ndarray(frame_pixels(i, size, pattern, seed), format="rgb24")
-        for packet in stream.encode(frame):
-            container.mux(packet)
-    for packet in stream.encode():
-        container.mux(packet)
-    container.close()
+        raise RuntimeError(f"{codec} cannot encode here with any of these option sets:\n  "
+                           + "\n  ".join(errors))
     if rotation:
         set_display_rotation(path, rotation)
     return path
+
+
+def _encoder_option_sets(codec: str, crf: int, gop: int | None) -> list[dict[str, str]]:
+    """Encoder options to try in turn, the preferred first.
+
+    libvpx builds differ in what they accept (one CI machine's VP9 refused realtime constant
+    quality with ``avcodec_open2 ... returned 22``), so VP8/VP9 fall back to the encoder's good
+    deadline, then to a plain bit rate, then to its defaults: the tests need a decodable file of
+    that codec, not a given quality.
+    """
+    if codec == "libx264":
+        # veryfast keeps B-frames, so decoders have to reorder: frame-exactness is really tested.
+        sets = [{"preset": "veryfast", "crf": str(crf)}]
+    elif codec in ("libvpx-vp9", "libvpx"):
+        q = {"b": "0", "crf": str(max(crf, 4))}
+        if codec == "libvpx-vp9" and crf == 0:
+            q["lossless"] = "1"
+        sets = [{"deadline": "realtime", "cpu-used": "8", **q}, {"deadline": "good", "cpu-used": "4", **q},
+                {"b": "2M"}, {}]
+    else:
+        sets = [{}]
+    return [{**o, "g": str(gop)} if gop else o for o in sets]
+
+
+def _encode(path: Path, n_frames: int, size: tuple[int, int], fps: int, pattern: str, seed: int,
+            codec: str, options: dict[str, str], faststart: bool) -> None:
+    """One try of :func:`write_video`: encode ``n_frames`` frames with ``options`` into ``path``."""
+    import av
+
+    h, w = size
+    container = av.open(str(path), "w", options={"movflags": "+faststart"} if faststart else {})
+    done = False
+    try:
+        stream = container.add_stream(codec, rate=fps)
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        stream.options = options
+        if codec.startswith("libvpx"):
+            stream.codec_context.thread_count = 1  # tiny frames; libvpx's thread limits vary by build
+        for i in range(n_frames):
+            frame = av.VideoFrame.from_ndarray(frame_pixels(i, size, pattern, seed), format="rgb24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+        done = True
+    finally:
+        try:
+            container.close()
+        except av.error.FFmpegError:
+            if done:
+                raise  # a failed close after a failed encode adds nothing: the first error stands
 
 
 def write_audio(path: str | Path, seconds: float = 1.0, codec: str = "aac", rate: int = 8000) -> Path:

@@ -236,3 +236,22 @@ def test_decoder_messages_are_cleaned():
 def test_other_files_in_the_folder_are_not_videos(real_video_dir):
     assert all((real_video_dir / rel).exists() for rel in REAL_OTHER_FILES)
     assert len(REAL_VIDEOS) == 20
+
+
+# ------------------------------------------------------------------------------------------------
+# The fixtures' encoder: builds differ in the options they accept
+# ------------------------------------------------------------------------------------------------
+
+def test_writer_falls_back_when_the_encoder_refuses_options(tmp_path, monkeypatch):
+    import conftest
+
+    need_backend("pyav")
+    refused = {"cpu-used": "99"}  # out of libvpx's range: avcodec_open2 fails, as on some builds
+    monkeypatch.setattr(conftest, "_encoder_option_sets", lambda codec, crf, gop: [refused, {}])
+    path = conftest.write_video(tmp_path / "v.webm", 6, pattern="gradient", codec="libvpx-vp9")
+    assert probe_video(path, "pyav").num_frames == 6  # written with the next option set
+
+    monkeypatch.setattr(conftest, "_encoder_option_sets", lambda codec, crf, gop: [refused])
+    with pytest.raises(RuntimeError, match="libvpx-vp9 cannot encode here"):
+        conftest.write_video(tmp_path / "w.webm", 6, codec="libvpx-vp9")
+    assert not (tmp_path / "w.webm").exists()
