@@ -63,3 +63,18 @@ def test_a_mof_run_writes_tensorboard_scalars_and_progress_events(tmp_path, monk
     # a finished run asked again reports that it was reused
     train(cfg, progress=False)
     assert json.loads(events.read_text().splitlines()[-1])["reused"] is True
+
+
+def test_a_new_writer_sorts_after_the_folder_s_event_files(tmp_path):
+    import time
+
+    from mofkit.train.monitor import wait_past_event_files
+
+    now = int(time.time())
+    (tmp_path / f"events.out.tfevents.{now:010d}.host.1.9").write_bytes(b"")
+    (tmp_path / "events.out.tfevents.junk").write_bytes(b"")  # not a writer's name: ignored
+    wait_past_event_files(tmp_path)
+    assert int(time.time()) > now
+    t0 = time.perf_counter()
+    wait_past_event_files(tmp_path / "missing")  # nothing there: no wait
+    assert time.perf_counter() - t0 < 0.5

@@ -255,3 +255,26 @@ def test_writer_falls_back_when_the_encoder_refuses_options(tmp_path, monkeypatc
     with pytest.raises(RuntimeError, match="libvpx-vp9 cannot encode here"):
         conftest.write_video(tmp_path / "w.webm", 6, codec="libvpx-vp9")
     assert not (tmp_path / "w.webm").exists()
+
+
+def test_decord_first_leaves_pyav_encoders_working(tmp_path):
+    """decord loaded before PyAV breaks PyAV's VP9 encoder in that process; the kit's import of
+    decord loads PyAV first (a fresh process: this one has loaded both already)."""
+    import subprocess
+    import sys
+
+    need_backend("decord")
+    need_backend("pyav")
+    code = (
+        "import sys; from mofkit.data.video import available_backends; available_backends()\n"
+        "import av\n"
+        "c = av.open(sys.argv[1], 'w'); s = c.add_stream('libvpx-vp9', rate=8)\n"
+        "s.width, s.height, s.pix_fmt = 64, 48, 'yuv420p'\n"
+        "import numpy as np\n"
+        "for p in s.encode(av.VideoFrame.from_ndarray(np.zeros((48, 64, 3), np.uint8), format='rgb24')): c.mux(p)\n"
+        "for p in s.encode(): c.mux(p)\n"
+        "c.close()\n")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "v.webm")], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-800:]
+    assert probe_video(tmp_path / "v.webm", "pyav").num_frames == 1

@@ -83,13 +83,30 @@ class VideoInfo:
 def available_backends() -> list[str]:
     """Backends importable on this machine, in order of preference."""
     out = []
-    for name, module in (("decord", "decord"), ("pyav", "av")):
+    for name, load in (("decord", import_decord), ("pyav", lambda: __import__("av"))):
         try:
-            __import__(module)
+            load()
             out.append(name)
         except ImportError:
             pass
     return out
+
+
+def import_decord():
+    """The ``decord`` module, with PyAV's libraries loaded first where PyAV is installed.
+
+    decord's wheel bundles an older FFmpeg; loaded before PyAV's, its symbols win, and PyAV's VP8
+    and VP9 encoders then fail to open in that process (``avcodec_open2(...) returned 22``, with
+    any options). Loading PyAV first keeps each library with its own FFmpeg; every import of decord
+    in the kit goes through here.
+    """
+    try:
+        import av  # noqa: F401  (the load order is the point)
+    except ImportError:
+        pass
+    import decord
+
+    return decord
 
 
 def _check_backend(backend: str) -> None:
@@ -610,8 +627,7 @@ def _diagnose(path: Path, decord_text: str) -> str:
 # ------------------------------------------------------------------------------------------------
 
 def _decord_reader(path: Path, width: int = -1, height: int = -1):
-    import decord
-
+    decord = import_decord()
     decord.logging.set_level(decord.logging.QUIET)
     try:
         return decord.VideoReader(str(path), width=width, height=height, num_threads=1)

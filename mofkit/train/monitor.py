@@ -102,6 +102,7 @@ class RunMonitor:
                               RuntimeWarning)
                 self._want_tb = False
                 return None
+            wait_past_event_files(self.out_dir / "tensorboard")
             self._writer = SummaryWriter(str(self.out_dir / "tensorboard"), purge_step=purge_step,
                                          flush_secs=30)
         return self._writer
@@ -180,3 +181,22 @@ class RunMonitor:
         except OSError as e:
             warnings.warn(f"progress events are not written to {self._progress}: {e}", RuntimeWarning)
             self._progress = None
+
+
+def wait_past_event_files(folder: Path) -> None:
+    """Wait until the clock's second is past every TensorBoard event file's in ``folder``.
+
+    TensorBoard reads a folder's event files in name order, and a name is
+    ``events.out.tfevents.<second>.<host>.<pid>.<counter>`` with a per-process counter compared as
+    text (``10`` sorts before ``9``): a writer opened in the same second as an earlier session's
+    (a resume in the same notebook kernel) could be read before it, and its epochs would come out
+    of order. Waiting (under a second, and only then) gives the new file a later second.
+    """
+    stamps = []
+    for f in Path(folder).glob("events.out.tfevents.*"):
+        part = f.name.split(".")[3] if f.name.count(".") >= 3 else ""
+        if part.isdigit():
+            stamps.append(int(part))
+    if stamps:
+        while int(time.time()) <= max(stamps):
+            time.sleep(0.02)
