@@ -166,6 +166,11 @@ class StudyConfig:
                                 "pretrained start", "family batches")  # regimes of the regime study (mofkit.train.studies.REGIMES)
     finetune_lr: float = 1e-3  # pretrained start: learning rate of the new modules (temporal head, logit scale)
     finetune_tower_lr: float = 1e-4  # pretrained start: learning rate of the pretrained towers
+    compressors: tuple[str, ...] = ("segment_deviation", "slots soft", "slots hard", "slots soft (MOF amortised)",
+                                    "keyframes", "segment_max", "segment_mean", "dynamic_image",
+                                    "slots hard (MOF amortised)")  # the compressors study's compressors (mofkit.train.studies.COMPRESSORS), in run order
+    compressor_k_values: tuple[int, ...] = (16, 5, 6, 8)  # the compressors study's uniform K at higher cost (besides data.num_frames)
+    compressor_corpora: tuple[str, ...] = ("static", "camera")  # its corpora (mofkit.train.studies.COMPRESSOR_CORPORA)
     keep_dir: str | None = None  # where paired studies keep finished runs' small files (None: nowhere)
     results_dir: str | None = None  # where `mofkit study` writes a paired study's summary CSV (None: the results folder)
 

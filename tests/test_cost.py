@@ -152,3 +152,40 @@ def test_mof_tiny_video_flops_linear_in_k():
     # which are small next to it
     assert f8["total"] - f8["temporal_head"] == 2 * (f4["total"] - f4["temporal_head"])
     assert f8["total"] == pytest.approx(2 * f4["total"], rel=0.05)
+
+
+class _Recorder(nn.Module):
+    """A stand-in retrieval model: records the frames it encodes."""
+
+    def __init__(self):
+        super().__init__()
+        self.shapes = []
+
+    def encode_video(self, x):
+        self.shapes.append(tuple(x.shape))
+        return x.flatten(2).mean(-1)
+
+
+def test_end_to_end_throughput_decodes_n_frames_and_compresses_them_to_k(tmp_path):
+    from conftest import write_video
+    from mofkit.compress import create_compressor
+    from mofkit.data.video import available_backends
+    from mofkit.eval.cost import end_to_end_throughput
+
+    paths = [write_video(tmp_path / f"v{i}.mp4", 16, seed=i) for i in range(3)]
+    backend = available_backends()[0]
+    pre = lambda u8: u8.permute(0, 1, 4, 2, 3).float() / 255  # noqa: E731  (B, T, H, W, 3) -> (B, T, 3, H, W)
+    model = _Recorder()
+    plain = end_to_end_throughput(model, paths, 4, preprocess=pre, batch_size=2, backend=backend)
+    assert set(model.shapes) == {(2, 4, 3, 48, 64), (1, 4, 3, 48, 64)}
+    assert plain["compress_seconds"] < 1e-3 and plain["videos"] == 3 and plain["videos_per_s"] > 0
+    model.shapes.clear()
+    comp = create_compressor("segment_max", num_frames=4)
+    got = end_to_end_throughput(model, paths, 4, preprocess=pre, batch_size=2, backend=backend,
+                                compressor=comp, input_frames=12)
+    assert set(model.shapes) == {(2, 4, 3, 48, 64), (1, 4, 3, 48, 64)}  # K frames made from 12
+    assert got["compress_seconds"] > 0 and comp.training  # its mode is given back
+    total = got["decode_seconds"] + got["compress_seconds"] + got["encode_seconds"]
+    assert got["videos_per_s"] == pytest.approx(3 / total)
+    with pytest.raises(ValueError, match="input_frames"):
+        end_to_end_throughput(model, paths, 4, preprocess=pre, compressor=comp)

@@ -31,7 +31,7 @@ def test_the_studies_read_their_grids_from_the_config(tmp_path):
     assert own_run_dir(cfg, "mof") == f"sweep/{run_name(own)}/seed{cfg.train.seed}"
     with pytest.raises(ValueError, match="unknown study 'nope'; studies: k_sweep"):
         get_study(cfg, "nope", tmp_path)
-    assert set(STUDIES) == {"k_sweep", "tradeoff", "ablations", "controls", "regimes"}
+    assert set(STUDIES) == {"k_sweep", "tradeoff", "ablations", "controls", "regimes", "compressors"}
     ctl = get_study(cfg, "controls", tmp_path)
     assert [s["label"] for s in ctl.settings] == ["uniform", "rand", "frozen", "oracle", "MOF",
                                                   "MOF (first order)"]
@@ -63,3 +63,56 @@ def test_run_study_trains_once_writes_its_table_and_reuses_finished_runs(tmp_pat
     out = capsys.readouterr().out
     assert "k_sweep: 2 runs" in out and "| uniform 2 |" in out and "| MOF 4 |" in out
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "runs").rglob("checkpoint.pt")} == stamps
+
+
+def test_the_compressors_study_grid(tmp_path):
+    from mofkit.train.studies import COMPRESSORS
+
+    cfg = get_config("cpu")
+    study = get_study(cfg, "compressors", tmp_path)
+    assert study.keep and study.seed_major and study.seeds == tuple(cfg.study.paired_seeds)
+    labels = [s["label"] for s in study.settings]
+    per_corpus = ["uniform K=4", *cfg.study.compressors, "uniform K=16", "uniform K=5", "uniform K=6",
+                  "uniform K=8"]
+    assert labels == per_corpus * 2 and set(cfg.study.compressors) == set(COMPRESSORS)
+    static, camera = study.settings[:len(per_corpus)], study.settings[len(per_corpus):]
+    # the static corpus's uniform run at K is the controls study's uniform run: trained once
+    ctl = get_study(cfg, "controls", tmp_path).settings[0]
+    assert static[0]["folder"] == ctl["folder"] and static[0]["data.root"] == ctl["data.root"]
+    assert {s["regime"] for s in static} == {"static"} and {s["regime"] for s in camera} == {"camera"}
+    assert all(s["synthetic.camera"] == "moving" and s["synthetic.clutter"] > 0 for s in camera)
+    assert camera[0]["data.root"] != ctl["data.root"] and camera[0]["folder"].startswith("camera/")
+    slots = [s for s in static if s.get("compress.name") == "slots"]
+    assert {(s["compress.mode"], s.get("compress.training", "end_to_end")) for s in slots} == {
+        ("soft", "end_to_end"), ("hard", "end_to_end"), ("soft", "amortised"), ("hard", "amortised")}
+    folders = [s["folder"] for s in study.settings]
+    assert len(set(folders)) == len(folders)
+    small = get_study(get_config("cpu", {"study.compressors": ["keyframes"], "study.compressor_k_values": [8],
+                                        "study.compressor_corpora": ["camera"]}), "compressors", tmp_path)
+    assert [(s["label"], s["regime"]) for s in small.settings] == [
+        ("uniform K=4", "camera"), ("keyframes", "camera"), ("uniform K=8", "camera")]
+    with pytest.raises(ValueError, match="unknown \\['nope'\\]"):
+        get_study(get_config("cpu", {"study.compressors": ["nope"]}), "compressors", tmp_path)
+    paper = get_study(get_config("paper"), "compressors", tmp_path)  # a real dataset: its own corpus
+    assert {s["regime"] for s in paper.settings} == {"static"} and "data.root" not in paper.settings[0]
+
+
+@pytest.mark.slow
+def test_the_compressors_study_summarises_against_both_uniform_baselines(tmp_path):
+    from mofkit.train.studies import summarise_study
+
+    cfg = get_config("smoke", {"data.root": str(tmp_path / "corpus"), "data.cache_dir": str(tmp_path / "cache"),
+                               "study.compressors": ["segment_max", "slots soft"],
+                               "study.compressor_k_values": [8], "study.compressor_corpora": ["static"],
+                               "compress.input_frames": 8, "train.epochs": 1})
+    runs = run_study(cfg, "compressors", tmp_path / "runs", progress=False, keep=tmp_path / "kept")
+    assert list(runs["method"]) == ["uniform K=4", "segment_max", "slots soft", "uniform K=8"]
+    assert (runs.loc[runs["method"] == "slots soft", "compressor_gflops"] > 0).all()
+    table = summarise_study(cfg, "compressors", runs)
+    row = table.set_index("method").loc["slots soft"]
+    assert row["compressor"] == "slots" and row["training"] == "end_to_end" and row["N"] == 8
+    assert row["K"] == 4 and row["gflops"] > table.set_index("method").loc["uniform K=4", "gflops"]
+    for base in ("uniform K=4", "uniform K=8"):
+        assert row[f"t2v_vs_{base}_low"] <= row[f"t2v_vs_{base}"] <= row[f"t2v_vs_{base}_high"]
+    assert (table["videos_per_s"] > 0).all() and table["videos_per_s_device"].notna().all()
+    assert table.set_index("method").loc["segment_max", "training"] == ""

@@ -239,11 +239,14 @@ def encode_throughput(model: nn.Module, num_frames: int, image_size: int, batch_
 def end_to_end_throughput(model: nn.Module, paths, num_frames: int, *, preprocess: Callable,
                           decode_size: int | None = None, backend: str = "decord",
                           batch_size: int = 32, device: torch.device | str = "cpu",
-                          precision: str = "fp32") -> dict:
-    """Videos per second from file to embedding: decode K uniform frames, preprocess, encode.
+                          precision: str = "fp32", compressor: nn.Module | None = None,
+                          input_frames: int | None = None) -> dict:
+    """Videos per second from file to embedding: decode K uniform frames, preprocess, encode; with
+    a frame ``compressor``, decode its ``input_frames`` (N) uniform frames, preprocess, compress to
+    K, encode.
 
-    This is what a test video costs a deployed model on this machine: the decoder's work and the
-    image tower's. One untimed batch warms the model up first.
+    This is what a test video costs a deployed model on this machine: the decoder's work, any
+    compressor's and the image tower's. One untimed batch warms the model up first.
 
     Args:
         model: a retrieval model with ``encode_video``, already on ``device``.
@@ -254,9 +257,13 @@ def end_to_end_throughput(model: nn.Module, paths, num_frames: int, *, preproces
         backend: ``decord`` or ``pyav``.
         batch_size: videos per forward pass.
         device, precision: where and how the model runs.
+        compressor: ``(B, N, 3, S, S) -> (B, num_frames, 3, S, S)`` (``mofkit.compress``), on
+            ``device``; None decodes ``num_frames`` frames.
+        input_frames: N, frames decoded per video for the compressor.
 
     Returns:
-        ``{"videos_per_s", "decode_seconds", "encode_seconds", "videos", "device"}``.
+        ``{"videos_per_s", "decode_seconds", "compress_seconds", "encode_seconds", "videos",
+        "device"}`` (decode includes the preprocessing).
     """
     from mofkit.data.video import read_video
 
@@ -272,26 +279,43 @@ def end_to_end_throughput(model: nn.Module, paths, num_frames: int, *, preproces
         for start in range(0, len(paths), batch_size):
             yield paths[start:start + batch_size]
 
-    def run(chunk) -> tuple[float, float]:
+    if compressor is not None and not input_frames:
+        raise ValueError("end_to_end_throughput: a compressor needs input_frames (N)")
+    decoded = input_frames if compressor is not None else num_frames
+    comp_training = compressor.training if compressor is not None else False
+
+    def run(chunk) -> tuple[float, float, float]:
         t0 = time.perf_counter()
-        frames = torch.stack([read_video(p, num_frames, "uniform", size=decode_size, backend=backend)[0]
-                              for p in chunk])  # (B, K, H, W, 3)
+        frames = torch.stack([read_video(p, decoded, "uniform", size=decode_size, backend=backend)[0]
+                              for p in chunk])  # (B, K or N, H, W, 3)
+        x = preprocess(frames.to(device))
+        synchronize(device)
         t1 = time.perf_counter()
         with autocast(device, precision):
-            model.encode_video(preprocess(frames.to(device)))
+            if compressor is not None:
+                x = compressor(x)
+                synchronize(device)
+        t2 = time.perf_counter()
+        with autocast(device, precision):
+            model.encode_video(x)
         synchronize(device)
-        return t1 - t0, time.perf_counter() - t1
+        return t1 - t0, t2 - t1, time.perf_counter() - t2
 
+    if compressor is not None:
+        compressor.eval()
     try:
         run(paths[:min(len(paths), batch_size)])  # warm-up, not timed
-        decode = encode = 0.0
+        decode = compress = encode = 0.0
         for chunk in batches():
-            d, e = run(chunk)
-            decode, encode = decode + d, encode + e
+            d, c, e = run(chunk)
+            decode, compress, encode = decode + d, compress + c, encode + e
     finally:
         model.train(was_training)
-    return {"videos_per_s": len(paths) / (decode + encode), "decode_seconds": decode,
-            "encode_seconds": encode, "videos": len(paths), "device": str(device)}
+        if compressor is not None:
+            compressor.train(comp_training)
+    return {"videos_per_s": len(paths) / (decode + compress + encode), "decode_seconds": decode,
+            "compress_seconds": compress, "encode_seconds": encode, "videos": len(paths),
+            "device": str(device)}
 
 
 def cost_table(cfg, paths, k_values=None) -> "pd.DataFrame":

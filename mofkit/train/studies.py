@@ -159,13 +159,8 @@ def regime_overrides(cfg: Config, regime: str, out: Path) -> dict[str, Any]:
     spec = dict(REGIMES[regime])
     pretrained = spec.pop("pretrain", False)
     corpus = {k: v for k, v in spec.items() if k.startswith("synthetic.")}
-    over: dict[str, Any] = {"train.eval_every": 0, **{k: v for k, v in spec.items() if k not in corpus}}
-    if cfg.data.dataset == "synthetic":
-        over.update(corpus)
-        if cfg.study.test_videos:
-            over["synthetic.n_test"] = cfg.study.test_videos
-        over["data.root"] = corpus_root(cfg, corpus)
-    elif corpus or over.get("train.family_batches"):
+    over = {**_corpus_overrides(cfg, corpus), **{k: v for k, v in spec.items() if k not in corpus}}
+    if cfg.data.dataset != "synthetic" and (corpus or over.get("train.family_batches")):
         raise ValueError(f"regime {regime!r} needs the synthetic corpus (its settings or its "
                          f"families); profile {cfg.profile} reads {cfg.data.dataset}")
     if pretrained:
@@ -216,9 +211,79 @@ def regimes(cfg: Config, out: Path) -> Study:
                  tuple(cfg.study.paired_seeds), needs=needs, keep=True, seed_major=True)
 
 
+# the compressors study: every video compressed from N decoded frames to K (mofkit.compress), at
+# train and test time; label -> overrides at the config's K. Ordered by what a partial table needs
+# first (the study runs seed-major): the strongest fixed compressor, then the learned ones.
+COMPRESSORS: dict[str, dict[str, Any]] = {
+    "segment_deviation": {"compress.name": "segment_deviation"},
+    "slots soft": {"compress.name": "slots", "compress.mode": "soft"},
+    "slots hard": {"compress.name": "slots", "compress.mode": "hard"},
+    "slots soft (MOF amortised)": {"compress.name": "slots", "compress.mode": "soft",
+                                   "compress.training": "amortised"},
+    "keyframes": {"compress.name": "keyframes"},
+    "segment_max": {"compress.name": "segment_max"},
+    "segment_mean": {"compress.name": "segment_mean"},
+    "dynamic_image": {"compress.name": "dynamic_image"},
+    "slots hard (MOF amortised)": {"compress.name": "slots", "compress.mode": "hard",
+                                   "compress.training": "amortised"},
+}
+# its corpora: the paired studies' base corpus, and the same with a moving camera and background
+# clutter, where per-pixel pooling smears and events stay visible in single frames
+COMPRESSOR_CORPORA: dict[str, dict[str, Any]] = {
+    "static": {},
+    "camera": {"synthetic.camera": "moving", "synthetic.clutter": 4},
+}
+
+
+def uniform_label(k: int) -> str:
+    """The compressors study's label of uniform sampling at K frames: ``uniform K=4``."""
+    return f"uniform K={k}"
+
+
+def compressors(cfg: Config, out: Path) -> Study:
+    """Frame compressors against uniform sampling at matching and higher cost, on both corpora
+    (:data:`COMPRESSOR_CORPORA`): uniform at the config's K, every compressor of
+    ``study.compressors`` (:data:`COMPRESSORS`) at that K from ``compress.input_frames`` decoded
+    frames, then uniform at each of ``study.compressor_k_values``; ``study.paired_seeds`` each. The
+    static corpus's uniform run at the config's K is the controls study's ``uniform`` (one run)."""
+    k = cfg.data.num_frames
+    names = [n for n in cfg.study.compressors if n in COMPRESSORS]
+    unknown = set(cfg.study.compressors) - set(COMPRESSORS)
+    if unknown:
+        raise ValueError(f"study.compressors: unknown {sorted(unknown)}; known: {', '.join(COMPRESSORS)}")
+    if cfg.data.dataset != "synthetic":
+        corpora = {"static": {}}  # a real dataset is the corpus it is
+    else:
+        corpora = {c: COMPRESSOR_CORPORA[c] for c in cfg.study.compressor_corpora}
+    settings = []
+    for corpus, spec in corpora.items():
+        over = _corpus_overrides(cfg, spec)
+        regime = "base" if not spec else corpus  # the static corpus's folders are the controls'
+        named = [({"data.num_frames": k, **METHODS["uniform"]}, uniform_label(k))]
+        named += [({"data.num_frames": k, **METHODS["uniform"], **COMPRESSORS[n]}, n) for n in names]
+        named += [({"data.num_frames": kk, **METHODS["uniform"]}, uniform_label(kk))
+                  for kk in cfg.study.compressor_k_values if kk != k]
+        settings += [{**over, **o, "label": label, "regime": corpus,
+                      "folder": f"{_slug(regime)}/{run_name(o)}"} for o, label in named]
+    return Study("compressors", "studies", settings, tuple(cfg.study.paired_seeds), keep=True,
+                 seed_major=True)
+
+
+def _corpus_overrides(cfg: Config, corpus: dict[str, Any]) -> dict[str, Any]:
+    """Overrides that put a run on a paired study's corpus: its synthetic settings and folder, the
+    study's test split, one evaluation at the end."""
+    over: dict[str, Any] = {"train.eval_every": 0}
+    if cfg.data.dataset == "synthetic":
+        over.update(corpus)
+        if cfg.study.test_videos:
+            over["synthetic.n_test"] = cfg.study.test_videos
+        over["data.root"] = corpus_root(cfg, corpus)
+    return over
+
+
 STUDIES: dict[str, Callable[[Config, Path], Study]] = {
     "k_sweep": k_sweep, "tradeoff": tradeoff, "ablations": ablations, "controls": controls,
-    "regimes": regimes}
+    "regimes": regimes, "compressors": compressors}
 
 
 def get_study(cfg: Config, name: str, out: str | Path) -> Study:
@@ -331,9 +396,12 @@ def run_study(cfg: Config, name: str, out: str | Path, *, progress: bool = True,
     return pd.DataFrame(rows)
 
 
-def measured_throughput(cfg: Config, root: str | Path, k: int, videos: int = 64) -> float:
+def measured_throughput(cfg: Config, root: str | Path, k: int, videos: int = 64,
+                        compress: dict[str, Any] | None = None) -> float:
     """End-to-end test videos per second (decode K uniform frames, preprocess, encode) of the
-    config's model on ``videos`` test files of the corpus at ``root``, measured now."""
+    config's model on ``videos`` test files of the corpus at ``root``, measured now. With
+    ``compress`` (``compress.*`` overrides naming a compressor), N frames are decoded and
+    compressed to K first; its weights do not change its speed, so a fresh one is timed."""
     import dataclasses
 
     from mofkit.data.datasets import load_dataset
@@ -347,9 +415,15 @@ def measured_throughput(cfg: Config, root: str | Path, k: int, videos: int = 64)
     paths = [r.path for r in list(test)[:videos]]
     bundle = create_from_config(dataclasses.replace(cfg.model, pretrained=None), device)
     pre = Preprocessor(bundle.image_size, bundle.mean, bundle.std)
+    comp, n = None, None
+    if compress and compress.get("compress.name"):
+        from mofkit.compress import compressor_from_config
+
+        run = apply_overrides(Config.from_dict(cfg.to_dict()), compress)
+        comp, n = compressor_from_config(run.compress, k).to(device), run.compress.input_frames
     return end_to_end_throughput(bundle.model, paths, k, preprocess=pre.eval,
                                  decode_size=cfg.data.decode_size, backend=cfg.data.backend,
-                                 device=device)["videos_per_s"]
+                                 device=device, compressor=comp, input_frames=n)["videos_per_s"]
 
 
 def regime_ceiling(root: str | Path, k: int) -> float:
@@ -377,6 +451,8 @@ def summarise_study(cfg: Config, name: str, runs: pd.DataFrame, *, measure: bool
 
     if runs.empty:
         return pd.DataFrame()
+    if name == "compressors":
+        return summarise_compressors(cfg, runs, measure=measure)
     table = paired_summary(runs, baselines=("uniform", "rand"), by=("regime",))
     order = {m: i for i, m in enumerate(METHODS)}
     regimes = {r: i for i, r in enumerate(REGIMES)}
@@ -395,5 +471,52 @@ def summarise_study(cfg: Config, name: str, runs: pd.DataFrame, *, measure: bool
         root = runs["data.root"].iloc[0] if "data.root" in runs else cfg.data.root
         speed = {k: measured_throughput(cfg, root, int(k)) for k in table["K"].unique()}
         table["videos_per_s"] = table["K"].map(speed)
+        table["videos_per_s_device"] = describe_device(cfg.device)
+    return table
+
+
+def compressor_baselines(cfg: Config) -> tuple[str, str]:
+    """The compressors study's two baselines: uniform at the config's K and at 16 frames (or the
+    largest K of ``study.compressor_k_values``)."""
+    top = max(cfg.study.compressor_k_values, default=cfg.data.num_frames)
+    return uniform_label(cfg.data.num_frames), uniform_label(max(top, cfg.data.num_frames))
+
+
+def summarise_compressors(cfg: Config, runs: pd.DataFrame, *, measure: bool = True) -> pd.DataFrame:
+    """The compressors study's table: per corpus (``regime``: static, camera) and method, seeds,
+    R@1 mean and sd, the paired 95 % interval of the difference to uniform at the config's K and at
+    16 frames (:func:`compressor_baselines`), the compressor and its training mode, K and N, total
+    inference GFLOPs per video (image tower on K frames, temporal head, compressor) and the
+    compressor's share, training seconds and, with ``measure``, end-to-end videos per second
+    measured on this machine (decode N or K frames, compress, encode; the same on both corpora)."""
+    from mofkit.device import describe_device
+    from mofkit.eval.stats import paired_summary
+
+    if runs.empty:
+        return pd.DataFrame()
+    table = paired_summary(runs, baselines=compressor_baselines(cfg), by=("regime",))
+    spec = {label: o for label, o in COMPRESSORS.items()}
+    table["compressor"] = [spec[m]["compress.name"] if m in spec else "none" for m in table["method"]]
+    table["training"] = ["amortised" if spec.get(m, {}).get("compress.training") == "amortised"
+                         else ("end_to_end" if spec.get(m, {}).get("compress.name") == "slots" else "")
+                         for m in table["method"]]
+    table["N"] = [cfg.compress.input_frames if m in spec else int(k)
+                  for m, k in zip(table["method"], table["K"])]
+    gc = runs.groupby(["regime", "method"])["compressor_gflops"].mean() if "compressor_gflops" in runs \
+        else None
+    table["compressor_gflops"] = [float(gc.get((r, m), 0.0)) if gc is not None else 0.0
+                                  for r, m in zip(table["regime"], table["method"])]
+    corpora = list(COMPRESSOR_CORPORA)
+    table = table.sort_values(by=["regime"], key=lambda c: c.map({c_: i for i, c_ in enumerate(corpora)}),
+                              kind="stable").reset_index(drop=True)
+    tests = runs.groupby("regime")["n_test_videos"].first()
+    table["n_test_videos"] = table["regime"].map(tests).astype(int)
+    table["profile"] = cfg.profile
+    if measure:
+        root = runs["data.root"].iloc[0] if "data.root" in runs else cfg.data.root
+        speed = {}
+        for m, k in table[["method", "K"]].drop_duplicates().itertuples(index=False):
+            speed[m] = measured_throughput(cfg, root, int(k), compress=spec.get(m))
+        table["videos_per_s"] = table["method"].map(speed)
         table["videos_per_s_device"] = describe_device(cfg.device)
     return table
