@@ -245,8 +245,11 @@ class SegmentDeviation(_PerSegment):
     name = "segment_deviation"
 
     def _index(self, segment: torch.Tensor) -> torch.Tensor:
-        median = segment.median(dim=1, keepdim=True).values  # (B, 1, 3, H, W)
-        return (segment - median).abs().argmax(dim=1)  # (B, 3, H, W); first of equal maxima
+        # time as the last, contiguous dimension: torch's median, argmax and gather run far faster
+        # there than over dimension 1; kthvalue((T + 1) // 2) is torch.median's lower median
+        y = segment.movedim(1, -1).contiguous()  # (B, 3, H, W, T)
+        median = y.kthvalue((y.shape[-1] + 1) // 2, dim=-1, keepdim=True).values
+        return (y - median).abs().argmax(dim=-1)  # (B, 3, H, W); first of equal maxima
 
     def _reduce(self, segment: torch.Tensor) -> torch.Tensor:
         index = self._index(segment.detach()).unsqueeze(1)  # (B, 1, 3, H, W)
@@ -314,7 +317,7 @@ class DynamicImage(_PerSegment):
         mean = segment.mean(dim=1)  # (B, 3, H, W)
         coeffs = rank_pooling_coefficients(t)
         alpha = torch.as_tensor(coeffs, dtype=segment.dtype, device=segment.device)  # (T,)
-        d = torch.einsum("t,btchw->bchw", alpha, segment)  # (B, 3, H, W)
+        d = torch.tensordot(alpha, segment, dims=([0], [1]))  # (B, 3, H, W): sum_t alpha_t V_t
         mu_d = d.mean(dim=(2, 3), keepdim=True)  # (B, 3, 1, 1)
         sd_d = d.std(dim=(2, 3), keepdim=True, correction=0)
         mu_m = mean.mean(dim=(2, 3), keepdim=True)

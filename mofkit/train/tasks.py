@@ -387,20 +387,26 @@ class MOFBatchTask(MOFTask):
 
 
 class CompressTask(Task):
-    """A frame compressor (``compress.name``): each video's N frames, cropped as the baseline crops
-    its frames, compressed to K. A learned compressor trains end to end with the model (its
-    parameters are a group of the model's optimiser); a fixed one runs without gradients."""
+    """A frame compressor (``compress.name``): each video's N frames, prepared as at test time,
+    compressed to K, and the K frames cropped as the baseline crops its frames. A learned
+    compressor trains end to end with the model (its parameters are a group of the model's
+    optimiser); a fixed one runs without gradients.
+
+    Compressing first and cropping the K outputs (not the N inputs) gives the compressor at
+    training time exactly the inputs it gets at test time, gives the model the baseline's
+    augmentation (the same crop box per video and epoch: ``Preprocessor.crop_with_seeds``), and
+    crops K frames instead of N."""
 
     name = "compress"
 
     def compressed(self, batch: dict, epoch: int, *, grad: bool) -> torch.Tensor:
         tr, seed = self.trainer, self.cfg.train.seed
         rows = batch["index"].numpy()
-        frames = tr.preprocess.train_with_seeds(
-            batch["frames"].to(tr.device), [(seed, epoch, int(r)) for r in rows],
-            **tr.data.aug)  # (B, N, 3, S, S), one crop per video
+        x = tr.preprocess.eval(batch["frames"].to(tr.device))  # (B, N, 3, S, S), as at test time
         with torch.set_grad_enabled(grad):
-            return tr.compressor_net(frames)  # (B, K, 3, S, S)
+            y = tr.compressor_net(x)  # (B, K, 3, S, S)
+            return tr.preprocess.crop_with_seeds(y, [(seed, epoch, int(r)) for r in rows],
+                                                 **tr.data.aug)  # one crop per video
 
     def step_inputs(self, batch: dict, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
         return self.compressed(batch, epoch, grad=self.trainer.trains_compressor), batch["tokens"]
