@@ -163,3 +163,61 @@ def test_the_inference_cost_adds_the_compressor():
     a, b = result_row(plain, final, 1.0), result_row(slots, final, 1.0)
     assert b["gflops"] == pytest.approx(a["gflops"] + expect) and b["compressor_gflops"] > 0
     assert b["gflops"] < inference_gflops(get_config("cpu", {"data.num_frames": 5}))[0]  # below uniform K = 5
+
+
+def test_event_coverage_says_who_sees_each_event():
+    import numpy as np
+
+    from mofkit.train.compressor_view import event_coverage
+
+    positions = np.arange(8)
+    sel = np.zeros((2, 8))
+    sel[0, 1], sel[1, 5], sel[1, 6] = 1.0, 0.4, 0.6  # frame 1 looks at 1; frame 2 splits 5 and 6
+    events = [{"start": 1, "end": 2}, {"start": 5, "end": 6}, {"start": 6, "end": 8}, {"start": 3, "end": 5}]
+    cov = event_coverage(positions, sel, np.array([2, 6]), events)
+    assert [c["compressor"] for c in cov] == [True, False, True, False]  # 0.4 < one half
+    assert [c["slot"] for c in cov] == [0, None, 1, None]
+    assert [c["uniform"] for c in cov] == [False, False, True, False]
+    assert event_coverage(positions, None, np.array([3]), events)[3] == {"uniform": True, "compressor": None,
+                                                                          "slot": None}
+
+
+@pytest.mark.slow
+def test_compressor_examples_show_what_a_trained_compressor_made(root):
+    import numpy as np
+
+    from mofkit.data.synthetic import load_timeline
+    from mofkit.train.compressor_view import compressor_examples, load_compressor
+    from mofkit.train.loop import train
+    from mofkit.viz.frames import compressor_outputs
+
+    cfg = _cfg(root, "view", **{"compress.name": "slots", "compress.mode": "hard", "train.epochs": 1})
+    train(cfg, progress=False)
+    run_cfg, comp = load_compressor(cfg.out_dir)
+    assert run_cfg.compress.mode == "hard" and not comp.training
+    examples = compressor_examples(cfg.out_dir, n_videos=3)
+    assert len(examples) == 3
+    timeline = load_timeline(cfg.data.root)
+    k, n, s = cfg.data.num_frames, cfg.compress.input_frames, 32
+    for ex in examples:
+        assert ex["whole"].shape == (n, s, s, 3) and ex["outputs"].shape == (k, s, s, 3)
+        assert ex["uniform"].shape == (k, s, s, 3) and ex["selection"].shape == (k, n)
+        assert np.allclose(ex["selection"].sum(1), 1, atol=1e-5) and len(ex["positions"]) == n
+        # hard slots output real input frames: each output is the input frame its row selects
+        for j in range(k):
+            i = int(ex["selection"][j].argmax())
+            assert np.abs(ex["outputs"][j].astype(int) - ex["whole"][i].astype(int)).max() <= 1
+        assert ex["events"] == timeline[ex["video_id"]] and len(ex["coverage"]) == len(ex["events"])
+    # the videos whose decisive event uniform frames miss come first
+    missed = [not next(c["uniform"] for e, c in zip(ex["events"], ex["coverage"]) if e["decisive"])
+              for ex in examples]
+    assert missed == sorted(missed, reverse=True)
+    ex = examples[0]
+    fig = compressor_outputs(ex["whole"], ex["uniform"], ex["outputs"], selection=ex["selection"],
+                             positions=ex["positions"], uniform_positions=ex["uniform_positions"],
+                             events=ex["events"], coverage=ex["coverage"], caption=ex["caption"])
+    assert len(fig.axes) == 5  # three strips, the timeline and its colour bar
+    plain = _cfg(root, "plain", **{"train.epochs": 1})
+    train(plain, progress=False)
+    with pytest.raises(ValueError, match="no frame compressor"):
+        load_compressor(plain.out_dir)

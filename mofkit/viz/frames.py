@@ -489,6 +489,122 @@ def compressed_vs_uniform(uniform, compressed, *, whole=None, caption: str | Non
     return fig
 
 
+def compressor_outputs(whole, uniform, outputs, *, selection=None, positions=None,
+                       uniform_positions=None, events: Sequence[dict] = (),
+                       coverage: Sequence[dict] | None = None, caption: str | None = None,
+                       name: str = "compressor") -> Figure:
+    """A frame compressor on one video: its input frames, the K uniform frames, its K output
+    frames and, where it has one, its selection over time (which input frames each output frame
+    was made from), with the video's events and whether uniform sampling and the compressor catch
+    them (:func:`mofkit.train.compressor_view.event_coverage`).
+
+    Args:
+        whole: uint8 (N, H, W, 3): the compressor's input frames (at most 16 are shown).
+        uniform: uint8 (K, H, W, 3): the K uniform frames.
+        outputs: uint8 (K, H, W, 3): the compressor's frames.
+        selection: (K, N) weights of each output frame over the input frames, or None (then the
+            timeline is left out).
+        positions: (N,) video frame index of each input frame (default 0..N-1).
+        uniform_positions: (K,) video frame indices of the uniform frames, marked on the timeline.
+        events: dicts with ``start``, ``end`` (exclusive), a label (see :func:`sampling_timeline`).
+        coverage: per event ``{"uniform": bool, "compressor": bool, "slot": int | None}``.
+        caption: the video's caption, shown as the title.
+        name: what the compressor is called in the labels.
+
+    Returns:
+        The figure.
+    """
+    wf, u, o = _as_frames(whole, "whole"), _as_frames(uniform, "uniform"), _as_frames(outputs, "outputs")
+    if u.shape != o.shape:
+        raise ValueError(f"uniform {tuple(u.shape)} and outputs {tuple(o.shape)} must both be (K, H, W, 3)")
+    k, h, w = u.shape[:3]
+    n = len(wf)
+    pos = np.arange(n) if positions is None else np.asarray(positions)
+    if len(pos) != n:
+        raise ValueError(f"positions has {len(pos)} entries for {n} input frames")
+    sel = None if selection is None else np.asarray(selection, dtype=np.float32)
+    if sel is not None and sel.shape != (k, n):
+        raise ValueError(f"selection must be (K, N) = ({k}, {n}), got {tuple(sel.shape)}")
+    events = list(events)
+    if coverage is not None and len(coverage) != len(events):
+        raise ValueError(f"coverage has {len(coverage)} entries for {len(events)} events")
+    pick = _even(n, 16)
+    strip_w = _strip_width(k, w)
+    cell = min(CELL, max(strip_w, 8.0) / len(pick) * w / (w + _gap(w)))
+    rows = [(f"{name}'s input: {n} frames" + (f", {len(pick)} shown" if len(pick) < n else ""),
+             wf[pick], cell * wf.shape[1] / wf.shape[2], [str(int(pos[i])) for i in pick], cell),
+            (f"K = {k} uniform frames", u, CELL * h / w,
+             None if uniform_positions is None else [f"frame {int(x)}" for x in uniform_positions], CELL),
+            (f"K = {k} frames of {name}", o, CELL * h / w, [f"output {j + 1}" for j in range(k)], CELL)]
+    widths = [_strip_width(len(img), img.shape[2], c) for _, img, _, _, c in rows]
+    tl_w = max(max(widths), 6.0)
+    fig_w = tl_w + 1.5
+    title = _wrap(caption, fig_w - 0.3, FONT + 1) if caption else None
+    head = 0.1 + (0.2 * (title.count("\n") + 1) if title else 0)
+    row_h = [0.28 + hh + (0.22 if labels else 0.08) for _, _, hh, labels, _ in rows]
+    tl_h = (0.22 * k + 0.5 + (0.75 if events else 0.0)) if sel is not None else 0.0
+    fig = Figure(figsize=(fig_w, head + sum(row_h) + tl_h + (0.45 if sel is not None else 0.0)))
+    top = head
+    for (label, img, hh, labels, _), width, rh in zip(rows, widths, row_h):
+        ax = _add_axes(fig, 1.2, top + 0.28, width, hh)
+        frame_strip(img, ax=ax, titles=labels)
+        ax.set_title(label, fontsize=FONT, loc="left", pad=3)
+        top += rh
+    if title:
+        fig.text(0.12 / fig_w, 1 - 0.1 / fig.get_size_inches()[1], title, fontsize=FONT + 1,
+                 va="top", ha="left", fontweight="bold")
+    if sel is None:
+        return fig
+    ax = _add_axes(fig, 1.2, top + 0.3, tl_w, tl_h)
+    # one column per input frame, placed at its video frame index
+    edges = np.concatenate([[pos[0] - 0.5], (pos[1:] + pos[:-1]) / 2, [pos[-1] + 0.5]]) if n > 1 \
+        else np.array([pos[0] - 0.5, pos[0] + 0.5])
+    mesh = ax.pcolormesh(edges, np.arange(k + 1) - 0.5, sel, cmap="Blues", vmin=0,
+                         vmax=max(float(sel.max()), 1e-6), shading="flat")
+    cax = _add_axes(fig, 1.2 + tl_w + 0.1, top + 0.3, 0.1, 0.22 * k + 0.2)
+    bar = fig.colorbar(mesh, cax=cax)
+    bar.set_label("weight", fontsize=FONT - 1)
+    bar.ax.tick_params(labelsize=FONT - 1)
+    if uniform_positions is not None:
+        for j, x in enumerate(np.asarray(uniform_positions)):
+            ax.plot([x], [j], marker="o", ms=4, mfc="none", mec="#b2182b", mew=1.2, ls="none",
+                    label="uniform frame" if j == 0 else None)
+    yt, yl = list(range(k)), [f"output {j + 1}" for j in range(k)]
+    if events:
+        y_ev = k + 0.2
+        for i, ev in enumerate(events):
+            cov = coverage[i] if coverage is not None else {}
+            caught = cov.get("compressor")
+            ax.add_patch(Rectangle((ev["start"] - 0.5, y_ev - 0.3), ev["end"] - ev["start"], 0.6,
+                                   facecolor=_event_colour(ev, i), edgecolor="black",
+                                   lw=2.0 if ev.get("decisive") else 0.6,
+                                   hatch=None if caught or caught is None else "////"))
+            ax.axvspan(ev["start"] - 0.5, ev["end"] - 0.5, ymin=0, ymax=1, color=_event_colour(ev, i),
+                       alpha=0.08, lw=0)
+            marks = []
+            if "uniform" in cov:
+                marks.append("uniform " + ("sees it" if cov["uniform"] else "misses it"))
+            if caught is not None:
+                marks.append(f"{name} " + (f"catches it (output {cov['slot'] + 1})" if caught else "misses it"))
+            ax.text((ev["start"] + ev["end"] - 1) / 2, y_ev + 0.45 + 0.5 * (i % 2),
+                    _event_label(ev) + ("\n" + ", ".join(marks) if marks else ""), ha="center", va="top",
+                    fontsize=FONT - 2, color="#b2182b" if caught is False else "black")
+        yt.append(y_ev)
+        yl.append("events")
+        ax.set_ylim(y_ev + 1.6, -0.6)
+    else:
+        ax.set_ylim(k - 0.5, -0.6)
+    ax.set_yticks(yt, yl, fontsize=FONT - 1)
+    ax.set_xlim(edges[0], edges[-1])
+    ax.tick_params(axis="x", labelsize=FONT - 1, length=2)
+    ax.set_xlabel("video frame", fontsize=FONT)
+    ax.set_title(f"which input frames each of {name}'s K frames is made of (circles: uniform frames)",
+                 fontsize=FONT, loc="left", pad=3)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    return fig
+
+
 def frames_over_epochs(snapshots, *, epochs: Sequence[int] | None = None, frame: int | None = None,
                        max_epochs: int = 12) -> Figure:
     """How a video's compressed frames change over training.
