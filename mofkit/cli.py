@@ -184,7 +184,15 @@ def _cmd_study(args) -> int:
     csv = results / f"{args.name}_{cfg.profile}.csv"
     summary.to_csv(csv, index=False)
     print(f"\n{args.name}: {len(table)} runs; summary {csv}\n")
-    print(paired_markdown(summary))
+    if args.name == "compressors":
+        from mofkit.train.studies import compressor_baselines
+        from mofkit.viz.tables import update_figures
+
+        print(paired_markdown(summary, baselines=compressor_baselines(cfg)))
+        for png in update_figures([csv]):
+            print(f"trade-off plot {png}")
+    else:
+        print(paired_markdown(summary))
     return 0
 
 
@@ -250,10 +258,13 @@ def _cmd_compare(args) -> int:
 
 
 def _cmd_tables(args) -> int:
-    from mofkit.viz.tables import update_tables
+    from mofkit.viz.tables import update_figures, update_tables
 
     try:
         stale = update_tables(args.files, check=args.check)
+        if not args.check:  # figures drawn from result files (a PNG's bytes vary by matplotlib)
+            for png in update_figures(sorted(Path(args.results).glob("compressors_*.csv"))):
+                print(f"{png}: regenerated")
     except (FileNotFoundError, ValueError) as e:
         print(f"mofkit tables: {e}", file=sys.stderr)
         return 2
@@ -349,6 +360,9 @@ def build_parser() -> argparse.ArgumentParser:
     tb = sub.add_parser("tables", help="regenerate the README's tables from docs/results/*.csv")
     tb.add_argument("files", nargs="*", default=["README.md"], help="markdown files (default README.md)")
     tb.add_argument("--check", action="store_true", help="only check that they are up to date")
+    tb.add_argument("--results", default="docs/results",
+                    help="folder of the result files whose figures are redrawn (compressors_*.csv "
+                         "-> compressors_*.png)")
     tb.set_defaults(fn=_cmd_tables)
     return p
 

@@ -304,6 +304,7 @@ def smoke() -> Config:
         model=ModelConfig(arch="mof-tiny-32"),
         train=TrainConfig(epochs=2, batch_size=16, eval_batch_size=32),
         mof=MOFConfig(meta_frames=8),
+        compress=CompressConfig(input_frames=16),  # every frame of the smoke corpus's videos
         pretrain=PretrainConfig(root="data/stills-smoke", n_train=256, n_test=64, size=32, epochs=1,
                                 batch_size=32),
         study=StudyConfig(seeds=(0,), k_values=(2, 4), ablation_seeds=(0,), ablation_epochs=1,

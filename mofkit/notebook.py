@@ -197,3 +197,52 @@ def train_section(s: Session, name: str, overrides: dict[str, Any] | None = None
     from mofkit.train.loop import train
 
     return train(s.section(name, overrides), progress=progress)
+
+
+def compressor_folder(label: str, k: int) -> str:
+    """Folder (under OUT_DIR) of notebook 07's run of a compressor (a key of
+    :data:`mofkit.train.studies.COMPRESSORS`) at K frames."""
+    return f"compress/{label.replace(' ', '_').replace('(', '').replace(')', '')}/K{k}"
+
+
+def train_compressor(s: Session, label: str, *, progress: bool = True):
+    """Train (or resume, or reuse) the config's run with the compressor ``label`` (a key of
+    :data:`mofkit.train.studies.COMPRESSORS`) at its K and seed; returns its TrainResult."""
+    from mofkit.train.studies import COMPRESSORS
+
+    if label not in COMPRESSORS:
+        raise ValueError(f"unknown compressor {label!r}; compressors: {', '.join(COMPRESSORS)}")
+    return train_section(s, compressor_folder(label, s.cfg.data.num_frames),
+                         {"mof.enabled": False, **COMPRESSORS[label]}, progress=progress)
+
+
+def compressor_vs_uniform(s: Session, label: str, *, measure: bool = True) -> pd.DataFrame:
+    """The config's uniform run and its run with compressor ``label``, side by side: R@1 both
+    ways, the paired difference to uniform with its 95 % interval (this seed; bootstrap over
+    test queries), total inference GFLOPs per video (the compressor's included), measured
+    end-to-end videos per second on this machine and training seconds."""
+    from mofkit.eval.stats import paired_difference
+    from mofkit.train.experiments import result_row
+    from mofkit.train.studies import COMPRESSORS, measured_throughput
+
+    runs = {"uniform": s.run("uniform"), label: s.run(compressor_folder(label, s.cfg.data.num_frames))}
+    rows = []
+    for name, run_dir in runs.items():
+        cfg = Config.from_dict(json.loads((run_dir / "config.json").read_text()))
+        metrics = json.loads((run_dir / "metrics.json").read_text())
+        full = result_row(cfg, metrics["final"], metrics.get("train_seconds", float("nan")))
+        row = {"method": name, "K": cfg.data.num_frames,
+               "N": cfg.compress.input_frames if cfg.compress.name else cfg.data.num_frames,
+               "t2v_R1": full["t2v_R1"], "v2t_R1": full["v2t_R1"]}
+        for d in ("t2v", "v2t"):
+            if name != "uniform":
+                r = paired_difference([run_dir], [runs["uniform"]], direction=d)
+                row.update({f"{d}_vs_uniform": r["diff"], f"{d}_vs_uniform_low": r["low"],
+                            f"{d}_vs_uniform_high": r["high"]})
+        row.update(gflops=full["gflops"], compressor_gflops=full["compressor_gflops"],
+                   train_seconds=full["train_seconds"])
+        if measure:
+            row["videos_per_s"] = measured_throughput(cfg, cfg.data.root, cfg.data.num_frames,
+                                                      compress=COMPRESSORS.get(name))
+        rows.append(row)
+    return pd.DataFrame(rows)

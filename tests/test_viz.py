@@ -456,3 +456,55 @@ def test_gaps_scale_with_large_frames():
     assert (img[:, 320:330] == 255).all()
     assert ax.images[0].get_interpolation() == "antialiased"
     assert F.frame_strip(coded_frames(3)).images[0].get_interpolation() == "nearest"
+
+
+def _compressor_summary() -> pd.DataFrame:
+    rows = []
+    for corpus in ("static", "camera"):
+        for method, k, g, r1, comp in [("uniform K=4", 4, 0.068, 7.0, "none"), ("uniform K=16", 16, 0.27, 12.0, "none"),
+                                       ("segment_max", 4, 0.069, 9.0, "segment_max"),
+                                       ("slots soft", 4, 0.074, 11.0, "slots")]:
+            rows.append({"regime": corpus, "method": method, "K": k, "gflops": g, "t2v_R1": r1, "t2v_R1_sd": 0.5,
+                         "seeds": 3, "compressor": comp, "videos_per_s": 30.0 + k})
+    return pd.DataFrame(rows)
+
+
+def test_the_compressor_tradeoff_draws_every_point_at_its_cost(tmp_path):
+    from mofkit.viz.tables import update_figures
+
+    summary = _compressor_summary()
+    fig = P.compressor_tradeoff(summary, title="t")
+    panels = [ax for ax in fig.axes if ax.get_title()]
+    assert [ax.get_title() for ax in panels] == ["static corpus (seeds per point: 3)",
+                                                 "camera corpus (seeds per point: 3)"]
+    ax = panels[0]
+    drawn = {(round(float(x), 3), float(y)) for line in ax.lines for x, y in zip(*line.get_data())}
+    assert {(0.068, 7.0), (0.27, 12.0), (0.069, 9.0), (0.074, 11.0)} <= drawn
+    assert ax.get_xscale() == "log"  # K = 4 to 16: a fourfold range
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert labels == ["uniform K (46-34 videos/s)", "segment_max, 34 videos/s", "slots soft, 34 videos/s"]
+    with pytest.raises(ValueError, match="empty"):
+        P.compressor_tradeoff(summary.iloc[:0])
+    summary.to_csv(tmp_path / "compressors_cpu.csv", index=False)
+    summary.iloc[:0].to_csv(tmp_path / "compressors_smoke.csv", index=False)
+    (tmp_path / "regimes_cpu.csv").write_text("a\n1\n")
+    written = update_figures(sorted(tmp_path.glob("*.csv")))
+    assert written == [tmp_path / "compressors_cpu.png"]  # the empty one and other studies: none
+    assert written[0].read_bytes()[:8] == PNG_MAGIC
+
+
+def test_the_compressor_outputs_figure_checks_its_inputs():
+    whole, uni = coded_frames(8), coded_frames(2)
+    sel = np.full((2, 8), 1 / 8)
+    fig = F.compressor_outputs(whole, uni, coded_frames(2, offset=3), selection=sel, positions=np.arange(8) * 2,
+                               uniform_positions=[4, 12], events=[{"start": 2, "end": 5, "label": "flash"}],
+                               coverage=[{"uniform": True, "compressor": False, "slot": None}])
+    texts = [t.get_text() for ax in fig.axes for t in ax.texts]
+    assert any("flash" in t and "uniform sees it" in t and "compressor misses it" in t for t in texts)
+    assert len(F.compressor_outputs(whole, uni, uni).axes) == 3  # no selection: no timeline
+    with pytest.raises(ValueError, match="selection must be"):
+        F.compressor_outputs(whole, uni, uni, selection=sel[:, :4])
+    with pytest.raises(ValueError, match="must both be"):
+        F.compressor_outputs(whole, uni, coded_frames(3))
+    with pytest.raises(ValueError, match="coverage has 0 entries for 1 events"):
+        F.compressor_outputs(whole, uni, uni, selection=sel, events=[{"start": 0, "end": 1}], coverage=[])

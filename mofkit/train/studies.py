@@ -513,7 +513,11 @@ def summarise_compressors(cfg: Config, runs: pd.DataFrame, *, measure: bool = Tr
     table["n_test_videos"] = table["regime"].map(tests).astype(int)
     table["profile"] = cfg.profile
     if measure:
-        root = runs["data.root"].iloc[0] if "data.root" in runs else cfg.data.root
+        # any corpus of the config's video format will do: kept runs may come from a corpus that
+        # this machine has not generated, then the config's own corpus is timed
+        roots = ([runs["data.root"].iloc[0]] if "data.root" in runs else []) + [cfg.data.root]
+        root = next((r for r in roots if (Path(r) / "splits").is_dir() or (Path(r) / "corpus.json").is_file()),
+                    roots[0])
         speed = {}
         for m, k in table[["method", "K"]].drop_duplicates().itertuples(index=False):
             speed[m] = measured_throughput(cfg, root, int(k), compress=spec.get(m))

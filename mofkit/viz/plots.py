@@ -20,7 +20,7 @@ from mofkit.eval.metrics import METRIC_KEYS
 from mofkit.eval.stats import COST_COLUMNS, default_metrics, seed_stats, summarise_seeds
 from mofkit.viz.frames import FONT, save_figure
 
-__all__ = ["training_curves", "tradeoff_plot", "ablation_plot", "ablation_table",
+__all__ = ["training_curves", "tradeoff_plot", "compressor_tradeoff", "ablation_plot", "ablation_table",
            "headline_markdown", "efficiency_bars", "metric_label", "save_figure"]
 
 _LOSSES = (("train_loss", "base loss (training frames)", "-"),
@@ -312,6 +312,82 @@ def tradeoff_plot(df: pd.DataFrame, *, x: str = "gflops", y: str = "t2v_R1",
     ax.legend(fontsize=FONT, title=method_col, title_fontsize=FONT)
     if title:
         ax.set_title(title, fontsize=FONT + 2)
+    return fig
+
+
+def compressor_tradeoff(summary: pd.DataFrame, *, direction: str = "t2v",
+                        title: str | None = None) -> Figure:
+    """The compressors study on the accuracy/cost plane: one panel per corpus.
+
+    Uniform sampling is a line over K (each point labelled K); every compressor is one point at its
+    total inference cost per video (image tower on its K frames, temporal head and the compressor
+    itself). Error bars are the sd over seeds; each legend entry gives the measured end-to-end
+    videos per second (decode, compress, encode) where the table has it.
+
+    Args:
+        summary: :func:`mofkit.train.studies.summarise_compressors`'s table (``regime``,
+            ``method``, ``compressor``, ``K``, ``gflops``, ``<direction>_R1`` and ``_sd``,
+            optionally ``videos_per_s``, ``seeds``).
+        direction: ``t2v`` or ``v2t``.
+        title: the figure's title.
+    """
+    if summary.empty:
+        raise ValueError("compressor_tradeoff: the summary is empty (no finished runs)")
+    y, sd = f"{direction}_R1", f"{direction}_R1_sd"
+    corpora = list(dict.fromkeys(summary["regime"])) if "regime" in summary else [""]
+    fig = Figure(figsize=(5.2 * len(corpora) + 1.8, 4.4), layout="constrained")
+    axes = fig.subplots(1, len(corpora), squeeze=False, sharey=True)[0]
+    methods = [m for m in dict.fromkeys(summary["method"]) if not str(m).startswith("uniform")]
+    colour = {m: f"C{(i + 1) % 10}" for i, m in enumerate(methods)}
+    markers = "sD^vP*Xph<>"
+    handles = {}
+    for ax, corpus in zip(axes, corpora):
+        g = summary[summary["regime"] == corpus] if corpus else summary
+        uni = g[g["method"].astype(str).str.startswith("uniform")].sort_values("gflops")
+        if len(uni):
+            h = ax.errorbar(uni["gflops"], uni[y], yerr=uni[sd].fillna(0), marker="o", color="C0",
+                            capsize=3, lw=1.6)
+            handles.setdefault("uniform", h)
+            for _, r in uni.iterrows():
+                ax.annotate(f"K={int(r['K'])}", (r["gflops"], r[y]), textcoords="offset points",
+                            xytext=(5, -12), fontsize=FONT - 1, color="C0")
+        for i, m in enumerate(methods):
+            r = g[g["method"] == m]
+            if r.empty:
+                continue
+            r = r.iloc[0]
+            h = ax.errorbar([r["gflops"]], [r[y]], yerr=[0 if pd.isna(r.get(sd)) else r[sd]],
+                            marker=markers[i % len(markers)], ms=7, color=colour[m], capsize=3, ls="none")
+            speed = f", {r['videos_per_s']:.0f} videos/s" if pd.notna(r.get("videos_per_s", np.nan)) else ""
+            handles.setdefault(m, (h, speed))
+        if summary["gflops"].max() > 3 * summary["gflops"].min():  # uniform K = 4 .. 16: a log axis
+            from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+            ax.set_xscale("log")
+            ax.xaxis.set_major_formatter(ScalarFormatter())
+            ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel("inference GFLOPs per video (image tower on K frames + compressor)", fontsize=FONT)
+        ax.tick_params(labelsize=FONT)
+        ax.grid(alpha=0.3, which="both")
+        seeds = ", ".join(sorted({str(int(v)) for v in g["seeds"]})) if "seeds" in g else ""
+        ax.set_title(f"{corpus} corpus" + (f" (seeds per point: {seeds})" if seeds else ""), fontsize=FONT + 1)
+    axes[0].set_ylabel(metric_label(y), fontsize=FONT + 1)
+    items = []
+    for name, h in handles.items():
+        if name == "uniform":
+            uni = summary[summary["method"].astype(str).str.startswith("uniform")]
+            speeds = uni.drop_duplicates("K").sort_values("K")
+            label = "uniform K"
+            if "videos_per_s" in speeds and speeds["videos_per_s"].notna().any():
+                lo, hi = f"{speeds['videos_per_s'].min():.0f}", f"{speeds['videos_per_s'].max():.0f}"
+                label += f" ({lo if lo == hi else f'{hi}-{lo}'} videos/s)"
+            items.append((h, label))
+        else:
+            items.append((h[0], f"{name}{h[1]}"))
+    fig.legend([h for h, _ in items], [t for _, t in items], loc="outside right center", fontsize=FONT - 1,
+               title="method (end to end, measured)", title_fontsize=FONT - 1)
+    if title:
+        fig.suptitle(title, fontsize=FONT + 2)
     return fig
 
 

@@ -136,6 +136,25 @@ def update_tables(paths, check: bool = False) -> list[Path]:
     return stale
 
 
+def update_figures(csvs) -> list[Path]:
+    """Draw the figure of each result file next to it: a compressors study summary
+    (``compressors_<profile>.csv``) gets its trade-off plot (``compressors_<profile>.png``,
+    :func:`mofkit.viz.plots.compressor_tradeoff`). Returns the PNGs written."""
+    from mofkit.viz.frames import save_figure
+    from mofkit.viz.plots import compressor_tradeoff
+
+    written = []
+    for csv in map(Path, csvs):
+        summary = pd.read_csv(csv)
+        if summary.empty or not csv.stem.startswith("compressors"):
+            continue
+        profile = csv.stem.partition("_")[2]
+        fig = compressor_tradeoff(summary, title=f"frame compressors, {profile} profile: t2v R@1 against "
+                                                 "the whole inference cost per video")
+        written.append(save_figure(fig, csv.with_suffix(".png")))
+    return written
+
+
 def write_headline(out: str | Path, sweep: pd.DataFrame, *, cost: pd.DataFrame | None = None,
                    device: str = "", profile: str = "") -> Path:
     """The main job's headline: ``<out>/headline.md`` (the trade-off table, saying what was run)
