@@ -128,6 +128,7 @@ class CompressConfig:
     criterion: str = "difference"  # keyframes: difference (to neighbouring frames) | histogram (colour histograms)
     training: str = "end_to_end"  # a learned compressor: end_to_end (the retrieval loss through it) | amortised (MOF amortised: the hypergradient of the whole-video loss through mofkit.bilevel)
     lr: float = 1e-3  # AdamW learning rate of a learned compressor (warm-up and cosine as the model's)
+    distill: float = 0.0  # end to end: weight of 1 - cos(embedding of the K frames, stop-gradient embedding of all N frames) added to the loss (0: none)
 
 
 @dataclass
@@ -168,7 +169,7 @@ class StudyConfig:
     finetune_tower_lr: float = 1e-4  # pretrained start: learning rate of the pretrained towers
     compressors: tuple[str, ...] = ("segment_deviation", "slots soft", "slots hard", "slots soft (MOF amortised)",
                                     "keyframes", "segment_max", "segment_mean", "dynamic_image",
-                                    "slots hard (MOF amortised)")  # the compressors study's compressors (mofkit.train.studies.COMPRESSORS), in run order
+                                    "slots hard (MOF amortised)", "slots soft (distilled)")  # the compressors study's compressors (mofkit.train.studies.COMPRESSORS), in run order
     compressor_k_values: tuple[int, ...] = (16, 5, 6, 8)  # the compressors study's uniform K at higher cost (besides data.num_frames)
     compressor_corpora: tuple[str, ...] = ("static", "camera")  # its corpora (mofkit.train.studies.COMPRESSOR_CORPORA)
     keep_dir: str | None = None  # where paired studies keep finished runs' small files (None: nowhere)

@@ -147,6 +147,35 @@ def test_compressor_settings_are_checked():
 
     with pytest.raises(ValueError, match="choose one"):
         Trainer(get_config("smoke", {"compress.name": "slots", "mof.enabled": True}), progress=False)
+    with pytest.raises(ValueError, match="compress.distill is a term of the end-to-end loss"):
+        Trainer(get_config("smoke", {"compress.name": "slots", "compress.training": "amortised",
+                                     "compress.distill": 1.0}), progress=False)
+    with pytest.raises(ValueError, match="a weight, 0 or more"):
+        Trainer(get_config("smoke", {"compress.name": "slots", "compress.distill": -1.0}), progress=False)
+
+
+@pytest.mark.slow
+def test_distillation_pulls_the_compressed_embedding_towards_the_whole_video(root):
+    from mofkit.train.loop import Trainer
+
+    cfg = _cfg(root, "distill", **{"compress.name": "slots", "compress.distill": 2.0})
+    tr = Trainer(cfg, progress=False)
+    batch = next(iter(tr.data.train_loader([list(range(8))], 0, with_meta=False)))
+    frames, tokens = tr.task.step_inputs(batch, 0)
+    tr.model.train()
+    video = tr.model.encode_video(frames)
+    extra = tr.task.extra_loss(batch, 0, video)
+    x = tr.preprocess.train_with_seeds(batch["frames"], [(cfg.train.seed, 0, int(r)) for r in batch["index"]],
+                                       **tr.data.aug)
+    tr.model.eval()
+    with torch.no_grad():
+        target = tr.model.encode_video(x)
+    assert torch.allclose(extra, 2.0 * (1 - (video * target).sum(-1)).mean(), atol=1e-5)
+    extra.backward()  # the target is a constant: the gradient reaches the compressor and the model
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in tr.compressor.parameters())
+    assert tr.task.epoch_stats()["distill_gap"] == pytest.approx(float(extra) / 2.0, rel=1e-4)
+    plain = Trainer(_cfg(root, "no-distill", **{"compress.name": "slots"}), progress=False)
+    assert plain.task.extra_loss(batch, 0, video) is None
 
 
 def test_the_inference_cost_adds_the_compressor():

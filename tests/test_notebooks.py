@@ -66,7 +66,7 @@ def test_all_notebooks_run_on_smoke(tmp_path):
         assert png.is_file() and png.stat().st_size > 2000, name
     # 07: a compressor run beside the uniform one, and what it made of test videos
     vs = pd.read_csv(out / "compress" / "vs_uniform.csv")
-    assert list(vs["method"]) == ["uniform", "segment_deviation"] and vs["t2v_R1"].notna().all()
+    assert list(vs["method"]) == ["uniform", "slots soft"] and vs["t2v_R1"].notna().all()
     assert vs.loc[1, "compressor_gflops"] > 0 and vs.loc[1, "gflops"] > vs.loc[0, "gflops"]
     assert (vs["videos_per_s"] > 0).all() and pd.notna(vs.loc[1, "t2v_vs_uniform_low"])
     shown = list((out / "figures").glob("07_compressor_video*.png"))

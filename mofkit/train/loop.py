@@ -287,15 +287,18 @@ class Trainer:
 
     # -- steps ---------------------------------------------------------------------------------
 
-    def _forward_loss(self, tokens: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
+    def _forward_loss(self, tokens: torch.Tensor, frames: torch.Tensor, batch: dict | None = None,
+                      epoch: int = 0) -> torch.Tensor:
         from mofkit.models.loss import contrastive_loss
 
         net = self.ddp if self.ddp is not None else self.model
         with autocast(self.device, self.precision):
             text, video, scale = net(tokens, frames)
+        extra = self.task.extra_loss(batch, epoch, video.float()) if batch is not None else None
         text = D.gather_features(text.float(), self.info)
         video = D.gather_features(video.float(), self.info)
-        return contrastive_loss(text, video, scale.float())
+        loss = contrastive_loss(text, video, scale.float())
+        return loss if extra is None else loss + extra
 
     def report_nonfinite(self, rows: np.ndarray, what: str) -> None:
         """Warn about training rows whose frames or hypergradients are not finite; count them."""
@@ -328,7 +331,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         for i, batch in enumerate(bar):
             frames, tokens = self.task.step_inputs(batch, epoch)  # (B, K, 3, S, S), (B, L)
-            loss = self._forward_loss(tokens.to(self.device), frames) / t.grad_accum
+            loss = self._forward_loss(tokens.to(self.device), frames, batch, epoch) / t.grad_accum
             self.scaler.scale(loss).backward()
             if (i + 1) % t.grad_accum == 0:
                 if t.grad_clip > 0:

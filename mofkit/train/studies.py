@@ -226,6 +226,7 @@ COMPRESSORS: dict[str, dict[str, Any]] = {
     "dynamic_image": {"compress.name": "dynamic_image"},
     "slots hard (MOF amortised)": {"compress.name": "slots", "compress.mode": "hard",
                                    "compress.training": "amortised"},
+    "slots soft (distilled)": {"compress.name": "slots", "compress.mode": "soft", "compress.distill": 1.0},
 }
 # its corpora: the paired studies' base corpus, and the same with a moving camera and background
 # clutter, where per-pixel pooling smears and events stay visible in single frames

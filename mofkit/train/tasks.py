@@ -69,6 +69,11 @@ class Task:
         """The frames (B, K, 3, S, S) on the device and tokens (B, L) one base step trains on."""
         raise NotImplementedError
 
+    def extra_loss(self, batch: dict, epoch: int, video: torch.Tensor) -> torch.Tensor | None:
+        """A term added to the base step's loss, given the step's video embeddings (B, D) of this
+        process (before the gather); None adds nothing."""
+        return None
+
     def epoch_stats(self) -> dict[str, float]:
         """Numbers the base epoch's history row gets from the task (e.g. interleaved meta losses)."""
         return {}
@@ -399,6 +404,10 @@ class CompressTask(Task):
 
     name = "compress"
 
+    def __init__(self, trainer: "Trainer"):
+        super().__init__(trainer)
+        self._distill: list[float] = []  # 1 - cos to the N-frame embedding, per step (compress.distill)
+
     def compressed(self, batch: dict, epoch: int, *, grad: bool) -> torch.Tensor:
         tr, seed = self.trainer, self.cfg.train.seed
         rows = batch["index"].numpy()
@@ -410,6 +419,35 @@ class CompressTask(Task):
 
     def step_inputs(self, batch: dict, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
         return self.compressed(batch, epoch, grad=self.trainer.trains_compressor), batch["tokens"]
+
+    def extra_loss(self, batch: dict, epoch: int, video: torch.Tensor) -> torch.Tensor | None:
+        """``compress.distill`` > 0: that weight times ``1 - cos`` between each video's embedding
+        of its K compressed frames and the model's embedding of all N input frames, the latter a
+        stop-gradient target (the model in eval mode, the same crop). The compressor learns to
+        make K frames the model reads as it reads the whole video."""
+        w = self.cfg.compress.distill
+        if not w:
+            return None
+        from mofkit.device import autocast
+
+        tr, seed = self.trainer, self.cfg.train.seed
+        rows = batch["index"].numpy()
+        x = tr.preprocess.train_with_seeds(batch["frames"].to(tr.device),
+                                           [(seed, epoch, int(r)) for r in rows], **tr.data.aug)
+        was_training = tr.model.training
+        tr.model.eval()
+        try:
+            with torch.no_grad(), autocast(tr.device, tr.precision):
+                target = tr.model.encode_video(x).float()  # (B, D), unit norm
+        finally:
+            tr.model.train(was_training)
+        self._distill.append(float((1 - (video.detach() * target).sum(-1)).mean()))
+        return w * (1 - (video * target).sum(-1)).mean()
+
+    def epoch_stats(self) -> dict[str, float]:
+        out = {"distill_gap": float(np.mean(self._distill))} if self._distill else {}
+        self._distill = []
+        return out
 
 
 class AmortisedCompressTask(CompressTask):
@@ -482,8 +520,14 @@ def task_name(cfg: "Config") -> str:
             raise ValueError("compress.name and mof.enabled are two ways to make the K frames; choose "
                              "one (the compressor's MOF is compress.training='amortised')")
 
+        if cfg.compress.distill < 0:
+            raise ValueError(f"compress.distill={cfg.compress.distill}: a weight, 0 or more")
         if cfg.compress.name in COMPRESSORS and COMPRESSORS[cfg.compress.name].learned \
                 and cfg.compress.training == "amortised":
+            if cfg.compress.distill:
+                raise ValueError("compress.distill is a term of the end-to-end loss; MOF amortised "
+                                 "(compress.training='amortised') trains the compressor by its "
+                                 "hypergradient alone: set compress.distill=0 or training='end_to_end'")
             return "compress-amortised"
         return "compress"
     if not cfg.mof.enabled:
