@@ -75,3 +75,33 @@ def test_paired_findings_state_every_method_of_a_controls_table():
     assert "**no difference**" in lines[0] and "-3.0 [-3.8, -2.1]: **worse**" in lines[1]
     only = paired_findings(pd.DataFrame(rows), methods=["oracle"], baselines=("uniform",))
     assert only.startswith("- base (5 seeds") and only.count("\n") == 1
+
+
+def test_a_compressors_summary_renders_against_its_own_baselines(tmp_path):
+    from mofkit.viz.tables import paired_baselines, render_table
+
+    rows = []
+    for corpus in ("static", "camera"):
+        for method, k, n in [("uniform K=4", 4, 4), ("slots soft", 4, 32), ("uniform K=16", 16, 16)]:
+            row = {"regime": corpus, "method": method, "K": k, "N": n, "seeds": 3, "t2v_R1": 10.0,
+                   "t2v_R1_sd": 1.0, "v2t_R1": 9.0, "v2t_R1_sd": 1.0, "gflops": 0.07, "compressor_gflops": 0.0,
+                   "compressor": "none", "videos_per_s": 30.0, "train_seconds": 60.0, "profile": "cpu",
+                   "n_test_videos": 2000}
+            if method == "slots soft":
+                for b in ("uniform K=16", "uniform K=4"):  # in the file's order: K=16 first
+                    for d in ("t2v", "v2t"):
+                        row.update({f"{d}_vs_{b}": 2.0, f"{d}_vs_{b}_low": 1.0, f"{d}_vs_{b}_high": 3.0,
+                                    f"{d}_vs_{b}_verdict": "better"})
+                    row[f"paired_seeds_vs_{b}"] = 3
+            rows.append(row)
+    df = pd.DataFrame(rows)
+    assert paired_baselines(df) == ("uniform K=4", "uniform K=16")
+    df.to_csv(tmp_path / "compressors_cpu.csv", index=False)
+    text = render_table(tmp_path / "compressors_cpu.csv")
+    header = text.splitlines()[0]
+    assert header.startswith("| corpus | method | K | N | seeds | t2v R@1 | t2v vs uniform K=4 (95 % CI) | "
+                             "t2v vs uniform K=16 (95 % CI) |")
+    assert "| camera | slots soft | 4 | 32 | 3 | 10.0 ± 1.0 | +2.0 [+1.0, +3.0] ▲ |" in text
+    assert "image tower on K frames, temporal head and compressor" in text
+    findings = render_table(tmp_path / "compressors_cpu.csv", show="findings")
+    assert "- camera (3 seeds" in findings and "vs uniform K=16 +2.0 [+1.0, +3.0]: **better**" in findings

@@ -53,7 +53,8 @@ def render_table(csv: str | Path, *, by=("method", "K"), directions=("t2v", "v2t
     """
     df = pd.read_csv(csv)
     if show == "findings":
-        return paired_findings(df) + f"\n*generated from `{label or csv}`.*\n"
+        return (paired_findings(df, baselines=paired_baselines(df, directions[0]))
+                + f"\n*generated from `{label or csv}`.*\n")
     if any(c.startswith(f"{directions[0]}_vs_") for c in df):  # a paired study's summary
         return _paired_document(df, directions, label or csv)
     table = headline_markdown(df, by=by, directions=directions)
@@ -68,6 +69,22 @@ def render_table(csv: str | Path, *, by=("method", "K"), directions=("t2v", "v2t
         parts.append(f"device: {'; '.join(sorted(df['device'].astype(str).unique()))}")
     parts.append(f"generated from `{label or csv}`")
     return table + "\n\n" + "*" + "; ".join(parts) + ".*\n"
+
+
+def paired_baselines(summary: pd.DataFrame, direction: str = "t2v") -> tuple[str, ...]:
+    """The baselines a paired summary compares with, read from its ``<direction>_vs_<b>`` columns
+    (``uniform`` and ``rand`` for the controls; ``uniform K=4``, ``uniform K=16`` for the compressors)."""
+    import re
+
+    head = f"{direction}_vs_"
+    tails = ("_low", "_high", "_verdict")
+    found = [c[len(head):] for c in summary.columns if c.startswith(head) and not c.endswith(tails)]
+
+    def order(b: str):  # uniform first, by K; then the others as found
+        k = re.search(r"K=(\d+)", b)
+        return (not b.startswith("uniform"), int(k.group(1)) if k else 0)
+
+    return tuple(sorted(found, key=order))
 
 
 def _paired_document(df: pd.DataFrame, directions, label) -> str:
@@ -87,7 +104,12 @@ def _paired_document(df: pd.DataFrame, directions, label) -> str:
     if "videos_per_s_device" in df:
         parts.append(f"videos/s measured on: {', '.join(sorted(df['videos_per_s_device'].astype(str).unique()))}")
     parts.append(f"generated from `{label}`")
-    return paired_markdown(df, directions=directions) + "\n" + "*" + "; ".join(parts) + ".*\n"
+    if "compressor_gflops" in df:
+        parts.insert(2, "GFLOPs/video: the whole inference cost per video, image tower on K frames, "
+                        "temporal head and compressor; videos/s: decode (N frames for a compressor), "
+                        "compress, encode")
+    return (paired_markdown(df, directions=directions, baselines=paired_baselines(df, directions[0]))
+            + "\n" + "*" + "; ".join(parts) + ".*\n")
 
 
 def _options(spec: str) -> tuple[str, dict]:
@@ -201,7 +223,9 @@ def paired_markdown(summary: pd.DataFrame, *, directions=("t2v", "v2t"),
     if summary.empty:
         return "(no finished runs)\n"
     has_regime = "regime" in summary and summary["regime"].nunique() > 1
-    head = (["regime"] if has_regime else []) + ["method", "K", "seeds"]
+    has_n = "N" in summary and (summary["N"] != summary["K"]).any()  # a compressor's input frames
+    head = ([("corpus" if "compressor" in summary else "regime")] if has_regime else []) + \
+        ["method", "K"] + (["N"] if has_n else []) + ["seeds"]
     for d in directions:
         head.append(f"{d} R@1")
         head += [f"{d} vs {b} (95 % CI)" for b in baselines if f"{d}_vs_{b}" in summary]
@@ -209,8 +233,8 @@ def paired_markdown(summary: pd.DataFrame, *, directions=("t2v", "v2t"),
     head += (["ceiling t2v R@1"] if ceiling else []) + ["GFLOPs/video", "videos/s (end to end)", "train s"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for _, r in summary.iterrows():
-        cells = ([str(r["regime"])] if has_regime else []) + [str(r["method"]), str(int(r["K"])),
-                                                               str(int(r["seeds"]))]
+        cells = ([str(r["regime"])] if has_regime else []) + [str(r["method"]), str(int(r["K"]))] + \
+            ([str(int(r["N"]))] if has_n else []) + [str(int(r["seeds"]))]
         for d in directions:
             sd = r.get(f"{d}_R1_sd")
             cells.append(f"{r[f'{d}_R1']:.1f}" + (f" ± {sd:.1f}" if pd.notna(sd) else ""))
