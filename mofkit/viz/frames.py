@@ -187,6 +187,13 @@ def _wrap(text: str, width_in: float, fontsize: float = FONT) -> str:
     return textwrap.fill(text, max(20, int(width_in * 72 / (0.55 * fontsize))))
 
 
+def _title(fig: Figure, title: str | None) -> None:
+    """A bold caption at the figure's top left (already wrapped), or nothing."""
+    if title:
+        fig.text(0.12 / fig.get_size_inches()[0], 1 - 0.1 / fig.get_size_inches()[1], title,
+                 fontsize=FONT + 1, va="top", ha="left", fontweight="bold")
+
+
 def _diff_map(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Mean absolute RGB difference of two grey-level arrays (see :func:`_levels`; uint8 works too):
     (..., H, W, 3) -> (..., H, W) float32."""
@@ -483,9 +490,7 @@ def compressed_vs_uniform(uniform, compressed, *, whole=None, caption: str | Non
             frame_strip(img, ax=ax, titles=labels)
         ax.set_title(name, fontsize=FONT, loc="left", pad=3)
         top += rh
-    if title:
-        fig.text(0.12 / fig_w, 1 - 0.1 / fig.get_size_inches()[1], title, fontsize=FONT + 1,
-                 va="top", ha="left", fontweight="bold")
+    _title(fig, title)
     return fig
 
 
@@ -550,9 +555,7 @@ def compressor_outputs(whole, uniform, outputs, *, selection=None, positions=Non
         frame_strip(img, ax=ax, titles=labels)
         ax.set_title(label, fontsize=FONT, loc="left", pad=3)
         top += rh
-    if title:
-        fig.text(0.12 / fig_w, 1 - 0.1 / fig.get_size_inches()[1], title, fontsize=FONT + 1,
-                 va="top", ha="left", fontweight="bold")
+    _title(fig, title)
     if sel is None:
         return fig
     ax = _add_axes(fig, 1.2, top + 0.3, tl_w, tl_h)
