@@ -18,6 +18,8 @@ NOTEBOOKS = list_notebooks()
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_is_clean_and_parameterised(path):
+    raw = json.loads(path.read_text())  # as committed: nbformat.read fills missing ids in memory
+    assert all("id" in c for c in raw["cells"]), "every cell needs an id (nbformat.validator.normalize)"
     nb = nbformat.read(path, as_version=4)
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert code and "parameters" in code[0].metadata.get("tags", []), "first code cell must be tagged parameters"

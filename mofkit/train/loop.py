@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from mofkit.config import Config
+from mofkit.data.reencode import manifest_record
 from mofkit.device import autocast, get_device, grad_scaler, resolve_precision
 from mofkit.eval.metrics import DIRECTIONS
 from mofkit.train import distributed as D
@@ -460,8 +461,22 @@ class Trainer:
                "dataset": {"train_videos": len(self.data.train), "test_videos": len(self.data.test),
                            "train_dropped": self.data.train_dropped,
                            "test_dropped": self.data.test_dropped}}
+        reencoded = self._reencoding()
+        if reencoded is not None:
+            doc["dataset"]["reencode"] = reencoded
         atomic_write_text(self.out_dir / "metrics.json", json.dumps(doc, indent=2, default=float))
         pd.DataFrame(self.history).to_csv(self.out_dir / "metrics.csv", index=False)
+
+    def _reencoding(self) -> dict | None:
+        """The re-encoding manifest of the run's video folder (``mofkit reencode``), if it has one."""
+        d = self.cfg.data
+        if not d.root and not d.video_dir:
+            return None
+        folder = Path(d.video_dir) if d.video_dir else Path(d.root) / "videos"
+        try:
+            return manifest_record(folder)
+        except ValueError as e:  # a damaged manifest: say so in the record, do not fail the run
+            return {"error": str(e)}
 
 
 def _check_resumable(saved: Config, cfg: Config, path: Path) -> None:
