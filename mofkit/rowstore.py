@@ -4,7 +4,9 @@ Both keep one row per video in memory-mapped ``.npy`` files next to a JSON file 
 videos and the format version. This module holds the pieces they have in common, and nothing
 else: the id -> row lookup, row-index checks, new memory maps (sparse until written), and JSON
 written atomically (a temporary file renamed over the target, so a reader sees the old file or the
-new one, never half of one). It imports nothing from the rest of mofkit but the fault-injection
+new one, never half of one), and positional reads and writes of whole rows (:class:`NpyRows`) for
+streaming passes, which move large blocks with one system call each instead of faulting a memory
+map in page by page. It imports nothing from the rest of mofkit but the fault-injection
 hook, so ``data`` and ``bilevel`` can both build on it.
 """
 from __future__ import annotations
@@ -84,6 +86,103 @@ def check_rows(rows, num_rows: int, where: str, owner: str = "the store") -> np.
         raise IndexError(f"{where}: rows {bad[:10].tolist()} out of range; {owner} has rows "
                          f"0..{num_rows - 1}")
     return r
+
+
+def contiguous_runs(rows: np.ndarray) -> list[tuple[int, int]]:
+    """Sorted unique rows as ``[(start, stop), ...]`` runs of consecutive rows."""
+    r = np.asarray(rows, dtype=np.int64)
+    if not r.size:
+        return []
+    cut = np.flatnonzero(np.diff(r) != 1) + 1
+    starts, stops = np.r_[r[0], r[cut]], np.r_[r[cut - 1] + 1, r[-1] + 1]
+    return list(zip(starts.tolist(), stops.tolist()))
+
+
+class NpyRows:
+    """Whole rows of a C-ordered ``.npy`` file, read and written at their offsets, no memory map.
+
+    A memory map moves data one page fault at a time; a streaming pass over gigabytes (the frame
+    bank's Adam step) reads and writes blocks of tens of megabytes with one call each instead.
+    Reads and writes go through the page cache, so they see, and are seen by, memory maps of the
+    same file. Where the platform has them, reads and writes are positional (``preadv``,
+    ``pwrite``), so threads and forked processes may share a handle.
+
+    Args:
+        path: an existing ``.npy`` file (see :func:`new_memmap`).
+        writable: open for writing too.
+    """
+
+    def __init__(self, path: str | os.PathLike, writable: bool = False):
+        self.path = Path(path)
+        self._fh = open(self.path, "r+b" if writable else "rb", buffering=0)
+        try:
+            major, minor = np.lib.format.read_magic(self._fh)
+            read_header = (np.lib.format.read_array_header_1_0 if major == 1
+                           else np.lib.format.read_array_header_2_0)
+            shape, fortran, dtype = read_header(self._fh)
+        except Exception:
+            self._fh.close()
+            raise
+        if fortran or not shape:
+            self._fh.close()
+            raise ValueError(f"{self.path}: rows need a C-ordered array of at least one dimension")
+        self.offset = self._fh.tell()
+        self.shape, self.dtype = tuple(shape), np.dtype(dtype)
+        self.row_shape = self.shape[1:]
+        self.row_bytes = int(np.prod(self.row_shape, dtype=np.int64)) * self.dtype.itemsize
+
+    def read(self, start: int, stop: int, out: np.ndarray | None = None) -> np.ndarray:
+        """Rows ``start:stop`` (into ``out`` if given: C-contiguous, of the file's dtype and shape)."""
+        n = stop - start
+        if out is None:
+            out = np.empty((n, *self.row_shape), self.dtype)
+        if out.dtype != self.dtype or out.shape != (n, *self.row_shape) or not out.flags.c_contiguous:
+            raise ValueError(f"{self.path}: read({start}, {stop}) needs a C-contiguous {self.dtype} "
+                             f"buffer of shape {(n, *self.row_shape)}, got {out.dtype} {out.shape}")
+        view = memoryview(out.reshape(-1).view(np.uint8))
+        pos, done = self.offset + start * self.row_bytes, 0
+        while done < len(view):
+            got = self._pread(view[done:], pos + done)
+            if not got:
+                raise EOFError(f"{self.path}: rows {start}:{stop} run past the end of the file")
+            done += got
+        return out
+
+    def write(self, start: int, rows: np.ndarray) -> None:
+        """Write ``rows`` (of the file's dtype) at rows ``start:start + len(rows)``."""
+        a = np.ascontiguousarray(rows, dtype=self.dtype)
+        if a.shape[1:] != self.row_shape or start < 0 or start + len(a) > self.shape[0]:
+            raise ValueError(f"{self.path}: write({start}, {a.shape}) does not fit rows of "
+                             f"{self.row_shape} in {self.shape[0]}")
+        view = memoryview(a.reshape(-1).view(np.uint8))
+        pos, done = self.offset + start * self.row_bytes, 0
+        while done < len(view):
+            done += self._pwrite(view[done:], pos + done)
+
+    def _pread(self, view: memoryview, pos: int) -> int:
+        if hasattr(os, "preadv"):  # positional: no shared file offset, safe across threads and forks
+            return os.preadv(self._fh.fileno(), [view], pos)
+        self._fh.seek(pos)
+        return self._fh.readinto(view)
+
+    def _pwrite(self, view: memoryview, pos: int) -> int:
+        if hasattr(os, "pwrite"):
+            return os.pwrite(self._fh.fileno(), view, pos)
+        self._fh.seek(pos)
+        return self._fh.write(view)
+
+    def sync(self) -> None:
+        """Write this file's dirty pages to the disk and wait for it (fsync)."""
+        os.fsync(self._fh.fileno())
+
+    def close(self) -> None:
+        self._fh.close()
+
+    def __enter__(self) -> "NpyRows":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def new_memmap(path: str | os.PathLike, dtype, shape: tuple[int, ...]) -> np.memmap:

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from mofkit.bilevel.bank import FrameBank, bank_nbytes, step_lr
+from mofkit.rowstore import NpyRows
 
 V, K, S = 10, 2, 8
 IDS = [f"video{i}" for i in range(V)]
@@ -130,7 +131,8 @@ def test_fp16_bank_stores_half_frames_and_float32_moments(tmp_path):
 # -- Adam ------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("weight_decay", [0.0, 0.01])
-def test_step_accumulated_matches_torch_adam(tmp_path, weight_decay):
+@pytest.mark.parametrize("chunk", [None, 3])  # one chunk; four, streamed through the pipeline
+def test_step_accumulated_matches_torch_adam(tmp_path, weight_decay, chunk):
     x = _init_frames()
     bank = _bank(tmp_path, frames=x)
     ref = _TorchRows(x, lr=1e-2, weight_decay=weight_decay)
@@ -144,7 +146,8 @@ def test_step_accumulated_matches_torch_adam(tmp_path, weight_decay):
         bank.accumulate(rows[2:] + [rows[0]], torch.cat([g[2:], g[:1]]))
         total = {r: g[i] for i, r in enumerate(rows)}
         total[rows[0]] = g[0] + g[0]
-        stats = bank.step_accumulated(lr=lr, betas=(0.5, 0.999), weight_decay=weight_decay)
+        stats = bank.step_accumulated(lr=lr, betas=(0.5, 0.999), weight_decay=weight_decay,
+                                      chunk=chunk)
         ref.step(total, lr=lr)
         assert stats["rows_updated"] == len(rows) and stats["rows_skipped"] == 0
         torch.testing.assert_close(bank.read(np.arange(V)), ref.frames(), rtol=1e-6, atol=1e-7)
@@ -245,13 +248,23 @@ def test_rows_whose_result_overflows_are_skipped(tmp_path):
     assert bank.step_rows([4], -torch.ones(1, K, 3, S, S), lr=1000.0) == [4]
 
 
-def test_accumulator_is_zeroed_after_a_step(tmp_path):
+def test_accumulator_is_reset_after_a_step(tmp_path):
+    """After a step the counts are zero, and a row's next gradient replaces the stale one, which
+    is never read: the reset writes no accumulator bytes."""
     bank = _bank(tmp_path)
     bank.accumulate([1, 2], _grads([1, 2], 0))
     bank.step_accumulated(lr=1e-2)
     assert bank.pending_rows().size == 0
     root = tmp_path / "bank"
-    assert not np.load(root / "grad_accum.npy").any() and not np.load(root / "grad_count.npy").any()
+    assert not np.load(root / "grad_count.npy").any()
+    assert np.load(root / "grad_accum.npy")[1].any()  # stale, uncounted: ignored
+    g2 = _grads([1], 5)
+    bank.accumulate([1], g2)
+    assert bank.pending_rows().tolist() == [1]
+    assert np.array_equal(np.load(root / "grad_accum.npy")[1], g2[0].numpy())  # replaced, not added
+    bank.accumulate([1], g2)
+    assert np.array_equal(np.load(root / "grad_accum.npy")[1], (g2[0] + g2[0]).numpy())  # counted: added
+    bank.step_accumulated(lr=1e-2)
     g = bank.generation
     before = bank.read(np.arange(V))
     stats = bank.step_accumulated(lr=1e-2)  # nothing pending: no change, no new generation
@@ -401,7 +414,7 @@ def test_large_bank_is_created_sparse_and_read_by_rows(tmp_path):
     t0 = time.time()
     bank = FrameBank.create(tmp_path / "big", [f"v{i}" for i in range(v)], k, s)
     assert time.time() - t0 < 10
-    assert isinstance(bank._frames, np.memmap) and isinstance(bank._accum, np.memmap)
+    assert isinstance(bank._frames, np.memmap) and isinstance(bank._accum, NpyRows)
     assert bank.nbytes > 4 * 2.1e9
     frames_file = tmp_path / "big" / "gen-000000" / "frames.npy"
     assert frames_file.stat().st_blocks * 512 < 1e8  # sparse: nothing was written

@@ -116,3 +116,19 @@ def test_the_compressors_study_summarises_against_both_uniform_baselines(tmp_pat
         assert row[f"t2v_vs_{base}_low"] <= row[f"t2v_vs_{base}"] <= row[f"t2v_vs_{base}_high"]
     assert (table["videos_per_s"] > 0).all() and table["videos_per_s_device"].notna().all()
     assert table.set_index("method").loc["segment_max", "training"] == ""
+
+
+def test_a_study_table_times_a_corpus_this_machine_has(tmp_path):
+    """Kept runs name a corpus a fresh clone has not generated: the config's own corpus is timed."""
+    import pandas as pd
+
+    from mofkit.config import get_config
+    from mofkit.train.studies import timing_root
+
+    have = tmp_path / "have"
+    (have / "splits").mkdir(parents=True)
+    cfg = get_config("smoke", {"data.root": str(have)})
+    runs = pd.DataFrame({"data.root": [str(tmp_path / "absent"), str(tmp_path / "absent")]})
+    assert timing_root(cfg, runs) == str(have)
+    (tmp_path / "absent" / "splits").mkdir(parents=True)
+    assert timing_root(cfg, runs) == str(tmp_path / "absent")

@@ -53,7 +53,7 @@ from mofkit.bilevel.layout import (ACCUM_FILE, COUNT_FILE, DTYPES, FORMAT_VERSIO
                                    generation_dirs, open_generation, read_meta, remove_bank_files,
                                    remove_stale_temporaries, update_meta, write_meta)
 from mofkit.faults import crash_point
-from mofkit.rowstore import RowIndex, check_rows
+from mofkit.rowstore import NpyRows, RowIndex, check_rows
 
 __all__ = ["FrameBank", "bank_nbytes", "step_lr", "DTYPES"]
 
@@ -77,7 +77,7 @@ class FrameBank(BankUpdates):
         self._frame_shape = (int(meta["num_frames"]), 3, int(meta["image_size"]),
                              int(meta["image_size"]))
         self._open_generation(generation)
-        self._accum = np.load(self.directory / ACCUM_FILE, mmap_mode="r+")
+        self._accum = NpyRows(self.directory / ACCUM_FILE, writable=True)  # read in streamed blocks
         self._count = np.load(self.directory / COUNT_FILE, mmap_mode="r+")
 
     # -- construction --------------------------------------------------------------------------
@@ -340,6 +340,8 @@ class FrameBank(BankUpdates):
     def close(self) -> None:
         """Flush and release the memory maps (the handle is unusable afterwards)."""
         self._flush()
+        if self._accum is not None:
+            self._accum.close()
         for name in ("_frames", "_exp_avg", "_exp_avg_sq", "_steps", "_accum", "_count"):
             setattr(self, name, None)
 
@@ -356,8 +358,7 @@ class FrameBank(BankUpdates):
             self.begin_generation()
 
     def _flush(self) -> None:
-        for arr in (self._frames, self._exp_avg, self._exp_avg_sq, self._steps, self._accum,
-                    self._count):
+        for arr in (self._frames, self._exp_avg, self._exp_avg_sq, self._steps, self._count):
             if isinstance(arr, np.memmap) and arr.mode != "r":
                 arr.flush()
 

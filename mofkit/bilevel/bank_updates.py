@@ -8,10 +8,12 @@ generation intact). The arithmetic is in :mod:`mofkit.bilevel.adam`; the journal
 :mod:`mofkit.bilevel.layout`. See the bank's module docstring for why the order of the writes
 makes a crash at any point recoverable.
 
-The gradient accumulator is one pair of files outside the generations. :meth:`FrameBank.accumulate`
-raises a row's count before it adds the row's gradient, so a row holding gradient always has a
-count, even after a crash between the two writes; that is what lets :meth:`FrameBank.restore` zero
-only the counted rows. :func:`mofkit.faults.crash_point` marks the places where
+The gradient accumulator is one pair of files outside the generations, and a row's gradient there
+counts only while its count is non-zero. :meth:`FrameBank.accumulate` raises a row's count before it
+writes the row's gradient (adding to the stored one if the count was non-zero, overwriting it if it
+was zero), so resetting the accumulator after a step, or in :meth:`FrameBank.restore` after a crash
+between the two writes, only zeroes counts: no pass over the accumulator's gigabytes.
+:func:`mofkit.faults.crash_point` marks the places where
 ``tests/test_crash.py`` kills a process (inside a streamed update, between its files and
 ``bank.json``, inside a per-batch step, a commit or a prune) and checks that the resumed run ends
 with the same frames and moments, bit for bit, as one never interrupted.
@@ -20,18 +22,20 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 import numpy as np
 import torch
 
 from mofkit.bilevel.adam import adam_rows_, check_adam, stochastic_round_fp16
-from mofkit.bilevel.layout import (EXP_AVG_FILE, EXP_AVG_SQ_FILE, FRAMES_FILE, GENERATION_FILES,
-                                    STEPS_FILE, gen_entry, gen_name, next_generation)
+from mofkit.bilevel.layout import (ACCUM_FILE, GENERATION_FILES, STEPS_FILE, gen_entry, gen_name,
+                                   next_generation)
 from mofkit.faults import crash_point
-from mofkit.rowstore import new_memmap
+from mofkit.rowstore import NpyRows, contiguous_runs, new_memmap
 
-_CHUNK_BYTES = 64 * 2**20  # per float32 array in streaming passes: a few hundred MB of RAM in all
+_CHUNK_BYTES = 32 * 2**20  # per float32 array in streaming passes: under 1 GB of RAM in all
 
 Progress = Callable[[int, int], None]
 
@@ -39,6 +43,18 @@ Progress = Callable[[int, int], None]
 def auto_chunk(frame_shape: tuple[int, ...]) -> int:
     """Rows per streamed chunk: about ``_CHUNK_BYTES`` of float32 frames."""
     return max(1, _CHUNK_BYTES // (4 * int(np.prod(frame_shape))))
+
+
+def finite_rows(x: torch.Tensor) -> np.ndarray:
+    """Per row (first dimension), whether every value is finite (bool array).
+
+    ``x - x`` is exactly zero where ``x`` is finite and NaN where it is not, and a sum of zeros is
+    zero: two fast passes, where ``isfinite(x).all()`` makes a boolean tensor and is several times
+    slower on large blocks.
+    """
+    if not len(x):
+        return np.zeros(0, dtype=bool)
+    return ((x - x).flatten(1).sum(dim=1) == 0).numpy()
 
 
 def as_float_tensor(x, what: str, shape: tuple[int, ...]) -> torch.Tensor:
@@ -81,11 +97,23 @@ class BankUpdates:
         """
         r, g, skipped = self._prepare_grads(rows, grads, "accumulate")
         if len(r):
-            # Counts first: a row with gradient in the accumulator always has a count, so a crash
-            # in between leaves nothing that restore's zeroing of counted rows would miss.
-            self._count[r] = np.asarray(self._count[r]) + 1
+            before = np.array(self._count[r])
+            # Counts first: a row's accumulator holds gradient only while its count is non-zero, so
+            # a row whose count is zero is overwritten, never read (no zeroing pass after a step),
+            # and a crash in between leaves a counted row that restore's reset discards.
+            self._count[r] = before + 1
             crash_point("bank.accumulate.mid")
-            self._accum[r] = np.asarray(self._accum[r]) + g.numpy()
+            g = g.numpy()
+            pos = 0
+            for start, stop in contiguous_runs(r):
+                n = stop - start
+                block, counted = g[pos:pos + n], before[pos:pos + n] != 0
+                if counted.any():
+                    old = self._accum.read(start, stop)
+                    old[~counted] = 0.0
+                    block = old + block
+                self._accum.write(start, block)
+                pos += n
         return skipped
 
     def pending_rows(self) -> np.ndarray:
@@ -100,16 +128,22 @@ class BankUpdates:
 
         This is the reference's once-per-epoch frame update. It streams the current generation in
         chunks into a new generation directory, switches ``bank.json`` to it atomically once
-        that is complete, then zeroes the accumulator. The old generation is not modified. Rows
+        that is complete, then resets the accumulator. The old generation is not modified. Rows
         with no gradient keep their frames, moments and step count. Nothing is written (and no
         generation made) when no row has gradient.
+
+        The stream is a pipeline: a reader thread fetches the next chunk (old frames, moments,
+        steps and accumulated gradient, one positional read per array) while the Adam arithmetic
+        runs on this one in place, and a writer thread writes and fsyncs the previous one, so the
+        update runs at about the disk's speed (``benchmarks/bench_bank.py``). At most six chunks are in
+        memory at once.
 
         Args:
             lr: learning rate of this step (see :func:`mofkit.bilevel.adam.step_lr`).
             betas: Adam's (beta1, beta2); the reference uses (0.5, 0.999).
             eps: Adam's epsilon, added after the square root of the bias-corrected second moment.
             weight_decay: L2 penalty added to the gradient, as ``torch.optim.Adam`` does.
-            chunk: rows per streamed chunk; None: about 64 MB per float32 array.
+            chunk: rows per streamed chunk; None: about 32 MB per float32 array.
             progress: called as ``progress(rows_done, num_videos)`` after each chunk.
             max_change: cap on each stored value's change in this step (None: none).
 
@@ -128,51 +162,65 @@ class BankUpdates:
             return stats
         self._flush()
         old_g, new_g = self.generation, next_generation(self.directory)
-        gdir = self.directory / gen_name(new_g)
+        src_dir, gdir = self.directory / gen_name(old_g), self.directory / gen_name(new_g)
         gdir.mkdir()
         v, shape = self.num_videos, self._frame_shape
-        dst = {FRAMES_FILE: new_memmap(gdir / FRAMES_FILE, self.dtype, (v, *shape)),
-               EXP_AVG_FILE: new_memmap(gdir / EXP_AVG_FILE, "float32", (v, *shape)),
-               EXP_AVG_SQ_FILE: new_memmap(gdir / EXP_AVG_SQ_FILE, "float32", (v, *shape)),
-               STEPS_FILE: new_memmap(gdir / STEPS_FILE, "int64", (v,))}
-        count = np.asarray(self._count)
+        for name, dtype in zip(GENERATION_FILES, (self.dtype, "float32", "float32", "int64")):
+            new_memmap(gdir / name, dtype, (v, *shape) if name != STEPS_FILE else (v,))  # sparse
+        count = np.array(self._count)
         step = chunk or auto_chunk(shape)
+        spans = [(a, min(v, a + step)) for a in range(0, v, step)]
+        src = [NpyRows(src_dir / name) for name in GENERATION_FILES]
+        dst = [NpyRows(gdir / name, writable=True) for name in GENERATION_FILES]
+        accum = NpyRows(self.directory / ACCUM_FILE)
+
+        def load(a: int, b: int):
+            arrays = [f.read(a, b) for f in src]  # frames, exp_avg, exp_avg_sq, steps
+            local = np.flatnonzero(count[a:b] != 0)
+            g = np.empty((len(local), *shape), np.float32)
+            pos = 0
+            for start, stop in contiguous_runs(a + local):
+                accum.read(start, stop, out=g[pos:pos + stop - start])
+                pos += stop - start
+            return arrays, local, torch.from_numpy(g)
+
+        def store(a: int, arrays: list[np.ndarray]) -> None:
+            for f, arr in zip(dst, arrays):
+                f.write(a, arr)
+                f.sync()  # on the disk chunk by chunk, overlapped with the next chunks' work
+
         skipped: list[int] = []
         updated, abs_sum, abs_max = 0, 0.0, 0.0
-        for a in range(0, v, step):
-            b = min(v, a + step)
-            f = np.array(self._frames[a:b])
-            m1 = np.array(self._exp_avg[a:b])
-            m2 = np.array(self._exp_avg_sq[a:b])
-            st = np.array(self._steps[a:b])
-            local = np.flatnonzero(count[a:b] != 0)
-            if len(local):
-                g = torch.from_numpy(np.array(self._accum[a + local]))  # (n, K, 3, S, S)
-                fin = torch.isfinite(g.flatten(1)).all(dim=1).numpy()
-                skipped += (a + local[~fin]).tolist()
-                local, g = local[fin], g[torch.from_numpy(fin)]
-            if len(local):
-                ok, new = self._adam_rows(a + local, f[local], m1[local], m2[local], st[local], g,
-                                          lr, beta1, beta2, eps, weight_decay, max_change)
-                skipped += (a + local[~ok]).tolist()
-                local = local[ok]
-                new_f, new_m1, new_m2, new_st = (t[ok] for t in new)
-                delta = np.abs(new_f.astype(np.float32) - f[local].astype(np.float32))
-                if delta.size:
-                    abs_sum += float(delta.sum(dtype=np.float64))
-                    abs_max = max(abs_max, float(delta.max()))
-                f[local], m1[local], m2[local], st[local] = new_f, new_m1, new_m2, new_st
-                updated += len(local)
-            dst[FRAMES_FILE][a:b] = f
-            dst[EXP_AVG_FILE][a:b] = m1
-            dst[EXP_AVG_SQ_FILE][a:b] = m2
-            dst[STEPS_FILE][a:b] = st
-            crash_point("bank.step_accumulated.chunk")
-            if progress is not None:
-                progress(b, v)
-        for arr in dst.values():
-            arr.flush()
-        del dst
+        try:
+            with ThreadPoolExecutor(1) as reader, ThreadPoolExecutor(1) as writer:
+                ahead = deque(reader.submit(load, a, b) for a, b in spans[:2])
+                writes: deque = deque()
+                for i, (a, b) in enumerate(spans):
+                    arrays, local, g = ahead.popleft().result()
+                    if i + 2 < len(spans):
+                        ahead.append(reader.submit(load, *spans[i + 2]))
+                    if len(local):
+                        res = self._adam_chunk(a, arrays, local, g, src, lr, beta1, beta2, eps,
+                                               weight_decay, max_change)
+                        skipped += res[0]
+                        updated += res[1]
+                        abs_sum += res[2]
+                        abs_max = max(abs_max, res[3])
+                    writes.append((b, writer.submit(store, a, arrays)))
+                    while writes and (len(writes) > 2 or writes[0][1].done()):
+                        done_b, fut = writes.popleft()
+                        fut.result()
+                        crash_point("bank.step_accumulated.chunk")
+                        if progress is not None:
+                            progress(done_b, v)
+                for done_b, fut in writes:
+                    fut.result()
+                    crash_point("bank.step_accumulated.chunk")
+                    if progress is not None:
+                        progress(done_b, v)
+        finally:
+            for f in (*src, *dst, accum):
+                f.close()
         crash_point("bank.step_accumulated.written")
         per_row = int(np.prod(shape))
         stats.update(generation=new_g, rows_updated=updated, rows_skipped=len(skipped),
@@ -190,6 +238,49 @@ class BankUpdates:
         crash_point("bank.step_accumulated.switched")
         self._zero_accumulator(pending)
         return stats
+
+    def _adam_chunk(self, a: int, arrays: list[np.ndarray], local: np.ndarray, g: torch.Tensor,
+                    src: list, lr: float, beta1: float, beta2: float, eps: float,
+                    weight_decay: float, max_change: float | None):
+        """Adam, in place in one streamed chunk's arrays, on its rows ``a + local`` with gradient.
+
+        Returns (skipped rows, rows updated, sum and max of the stored frames' absolute change).
+        """
+        frames, m1, m2, steps = arrays
+        fin = finite_rows(g)
+        skipped = (a + local[~fin]).tolist()
+        if not fin.all():
+            local, g = local[fin], g[torch.from_numpy(fin)]
+        if not len(local):
+            return skipped, 0, 0.0, 0.0
+        full = len(local) == len(frames)  # the usual case: every row of the chunk has gradient
+        pick = (lambda x: x) if full else (lambda x: x[local])  # views, or copies put back below
+        f, e1, e2 = pick(frames), pick(m1), pick(m2)
+        old = f.astype(np.float32)  # a copy: the change, and the rows that fail
+        param = torch.from_numpy(f if f.dtype == np.float32 else old.copy())
+        t1, t2 = torch.from_numpy(e1), torch.from_numpy(e2)
+        new_steps = pick(steps) + 1
+        adam_rows_(param, g, t1, t2, new_steps, lr, beta1, beta2, eps, weight_decay, max_change)
+        stored = self._to_storage(param, a + local, new_steps)  # float32: param's own memory
+        ok = finite_rows(torch.from_numpy(stored)) & finite_rows(t1) & finite_rows(t2)
+        if not ok.all():  # keep the old state of those rows: frames from the copy, moments re-read
+            bad = np.flatnonzero(~ok)
+            stored[bad] = old[bad].astype(stored.dtype)
+            for i in bad:
+                r = a + int(local[i])
+                e1[i], e2[i] = src[1].read(r, r + 1)[0], src[2].read(r, r + 1)[0]
+                new_steps[i] -= 1
+            skipped += (a + local[bad]).tolist()
+        change = (torch.from_numpy(stored[ok]).float() - torch.from_numpy(old[ok])).abs_()
+        abs_sum = float(change.sum(dtype=torch.float64)) if change.numel() else 0.0
+        abs_max = float(change.max()) if change.numel() else 0.0
+        if full:
+            if stored is not frames:
+                frames[...] = stored
+            steps[...] = new_steps
+        else:
+            frames[local], m1[local], m2[local], steps[local] = stored, e1, e2, new_steps
+        return skipped, int(ok.sum()), abs_sum, abs_max
 
     def begin_generation(self, *, progress: Progress | None = None) -> None:
         """Copy the current generation to a new, unsealed one that this handle then modifies.
@@ -263,11 +354,9 @@ class BankUpdates:
     # -- private -------------------------------------------------------------------------------
 
     def _zero_accumulator(self, rows: np.ndarray) -> None:
-        step = auto_chunk(self._frame_shape)
-        for a in range(0, len(rows), step):
-            self._accum[rows[a:a + step]] = 0.0
+        """Reset the accumulator of ``rows``: their counts to zero (an uncounted row's gradient is
+        never read, and the next :meth:`accumulate` overwrites it)."""
         self._count[rows] = 0
-        self._accum.flush()
         self._count.flush()
 
     def _prepare_grads(self, rows, grads: torch.Tensor | np.ndarray,
@@ -276,7 +365,7 @@ class BankUpdates:
         r = self._rows(rows, what)
         g = as_float_tensor(grads, f"FrameBank.{what}({self.directory}): grads",
                             (len(r), *self._frame_shape))
-        finite = torch.isfinite(g.flatten(1)).all(dim=1).numpy()
+        finite = finite_rows(g)
         bad = set(r[~finite].tolist())
         keep = ~np.isin(r, list(bad)) if bad else np.ones(len(r), dtype=bool)
         r, g = r[keep], g[torch.from_numpy(keep)]
@@ -299,9 +388,7 @@ class BankUpdates:
         new_steps = np.asarray(steps, dtype=np.int64) + 1
         adam_rows_(param, grad, m1, m2, new_steps, lr, beta1, beta2, eps, weight_decay, max_change)
         stored = self._to_storage(param, rows, new_steps)
-        ok = (np.isfinite(stored.reshape(len(rows), -1)).all(axis=1)
-              & torch.isfinite(m1.flatten(1)).all(dim=1).numpy()
-              & torch.isfinite(m2.flatten(1)).all(dim=1).numpy())
+        ok = finite_rows(torch.from_numpy(stored)) & finite_rows(m1) & finite_rows(m2)
         return ok, (stored, m1.numpy(), m2.numpy(), new_steps)
 
     def _to_storage(self, x: torch.Tensor, rows: np.ndarray, steps: np.ndarray) -> np.ndarray:

@@ -427,6 +427,16 @@ def measured_throughput(cfg: Config, root: str | Path, k: int, videos: int = 64,
                                  device=device, compressor=comp, input_frames=n)["videos_per_s"]
 
 
+def timing_root(cfg: Config, runs: pd.DataFrame) -> str:
+    """The corpus whose test videos :func:`measured_throughput` times for a study's table: the runs'
+    own corpus if this machine has it, else the config's. Any corpus of the config's video format
+    will do, and kept runs (``docs/results/runs``) come from corpora a fresh clone has not generated."""
+    roots = (list(dict.fromkeys(runs["data.root"].dropna())) if "data.root" in runs else []) + [cfg.data.root]
+    have = [r for r in roots if (Path(r) / "splits").is_dir() or (Path(r) / "corpus.json").is_file()
+            or any(Path(r).glob("*.csv")) or any(Path(r).glob("*.json"))]
+    return str(have[0] if have else roots[0])
+
+
 def regime_ceiling(root: str | Path, k: int) -> float:
     """The information ceiling of t2v R@1 (:mod:`mofkit.eval.ceiling`) at K uniform frames on the
     test split of the synthetic corpus at ``root``, in percent; NaN where the corpus is absent."""
@@ -469,7 +479,7 @@ def summarise_study(cfg: Config, name: str, runs: pd.DataFrame, *, measure: bool
                     for reg, k in table[["regime", "K"]].drop_duplicates().itertuples(index=False)}
         table["ceiling_t2v_R1"] = [ceilings[(reg, k)] for reg, k in zip(table["regime"], table["K"])]
     if measure:
-        root = runs["data.root"].iloc[0] if "data.root" in runs else cfg.data.root
+        root = timing_root(cfg, runs)
         speed = {k: measured_throughput(cfg, root, int(k)) for k in table["K"].unique()}
         table["videos_per_s"] = table["K"].map(speed)
         table["videos_per_s_device"] = describe_device(cfg.device)
@@ -514,11 +524,7 @@ def summarise_compressors(cfg: Config, runs: pd.DataFrame, *, measure: bool = Tr
     table["n_test_videos"] = table["regime"].map(tests).astype(int)
     table["profile"] = cfg.profile
     if measure:
-        # any corpus of the config's video format will do: kept runs may come from a corpus that
-        # this machine has not generated, then the config's own corpus is timed
-        roots = ([runs["data.root"].iloc[0]] if "data.root" in runs else []) + [cfg.data.root]
-        root = next((r for r in roots if (Path(r) / "splits").is_dir() or (Path(r) / "corpus.json").is_file()),
-                    roots[0])
+        root = timing_root(cfg, runs)
         speed = {}
         for m, k in table[["method", "K"]].drop_duplicates().itertuples(index=False):
             speed[m] = measured_throughput(cfg, root, int(k), compress=spec.get(m))
