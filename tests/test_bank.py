@@ -450,3 +450,24 @@ def test_errors_name_what_is_wrong(tmp_path):
     with pytest.raises(ValueError, match="betas"):
         bank.step_accumulated(lr=1e-3, betas=(1.5, 0.999))
     assert _bank(tmp_path, overwrite=True).generation == 0
+
+
+def test_stochastic_rounding_picks_a_neighbour_without_bias_at_every_magnitude():
+    from mofkit.bilevel.adam import stochastic_round_fp16
+
+    values = [3.0001, -3.0001, 1e-6, -1e-6, 2 ** -14 + 1e-9, 1.0, 0.0, 65510.0]
+    n = 100_000
+    x = torch.tensor(values).repeat(n, 1).T.contiguous()
+    bits = torch.from_numpy(np.random.default_rng(0).integers(-2 ** 31, 2 ** 31, x.shape).astype(np.int32))
+    y = torch.from_numpy(stochastic_round_fp16(x, bits)).double()
+    for v, row in zip(values, y):
+        lo = torch.tensor(v).half().double()  # nearest; the other neighbour is one spacing away
+        got = set(torch.unique(row).tolist())
+        assert len(got) <= 2 and lo.item() in got, (v, got)
+        if v == 65510.0:  # past float16's largest: inf with probability (v - 65504) / 32
+            assert got == {65504.0, float("inf")}
+            continue
+        spacing = max(abs(a - b) for a in got for b in got) or 1.0
+        assert abs(row.mean().item() - v) < 4 * spacing / n ** 0.5 + 1e-12, (v, row.mean().item())
+    nan = stochastic_round_fp16(torch.tensor([float("nan"), float("inf")]), torch.tensor([-1, -1], dtype=torch.int32))
+    assert np.isnan(nan[0]) and np.isinf(nan[1])

@@ -394,7 +394,8 @@ class BankUpdates:
     def _to_storage(self, x: torch.Tensor, rows: np.ndarray, steps: np.ndarray) -> np.ndarray:
         if self.dtype == "float32":
             return x.numpy()
-        seed = int(self._meta.get("seed", 0))
-        u = np.stack([np.random.default_rng([seed, int(r), int(s)]).random(x[0].numel(), np.float32)
-                      for r, s in zip(rows, steps)]).reshape(x.shape)
-        return stochastic_round_fp16(x.numpy(), u)
+        seed, n = int(self._meta.get("seed", 0)), x[0].numel()
+        # random bits seeded by (bank seed, row, that row's Adam step): a resumed run rounds alike
+        bits = np.stack([np.random.default_rng([seed, int(r), int(s)]).bit_generator.random_raw(
+            (n + 1) // 2).view(np.int32)[:n] for r, s in zip(rows, steps)]).reshape(x.shape)
+        return stochastic_round_fp16(x.contiguous(), torch.from_numpy(bits))
