@@ -12,6 +12,8 @@ Commands:
     tables     regenerate the README's tables from the committed result files
     scan       the quality table of a folder's videos (PATH) or of a dataset's
     reencode   re-encode a folder of videos (SRC) into DST at a low frame rate and size, checked
+    index      embed a folder of videos once with a trained run (on disk, incremental)
+    search     text search over an index built by ``index``
 Config overrides use dotted keys: ``--set train.epochs=5 --set mof.enabled=true``.
 """
 from __future__ import annotations
@@ -176,6 +178,41 @@ def _cmd_reencode(args) -> int:
         return 2
     print(report.summary())
     return 0 if report.ok else 1
+
+
+def _cmd_index(args) -> int:
+    """``mofkit index FOLDER --run RUN``: embed the folder's videos (new or changed ones only)."""
+    from mofkit.eval.index import IndexMismatchError, build_index
+
+    try:
+        report = build_index(args.folder, args.run, args.out, device=args.device,
+                             batch_size=args.batch_size, progress=sys.stderr.isatty())
+    except IndexMismatchError as e:
+        print(f"mofkit index: {e}", file=sys.stderr)
+        return 1
+    except (FileNotFoundError, NotADirectoryError, ValueError) as e:
+        print(f"mofkit index: {e}", file=sys.stderr)
+        return 2
+    print(report.summary())
+    return 0
+
+
+def _cmd_search(args) -> int:
+    """``mofkit search INDEX "query"``: the best matches, one per line."""
+    from mofkit.eval.index import IndexMismatchError, VideoIndex
+
+    try:
+        index = VideoIndex(args.index, args.run, device=args.device)
+    except IndexMismatchError as e:
+        print(f"mofkit search: {e}", file=sys.stderr)
+        return 1
+    except (FileNotFoundError, ValueError) as e:
+        print(f"mofkit search: {e}", file=sys.stderr)
+        return 2
+    for rank, hit in enumerate(index.search(args.query, k=args.k), 1):
+        label = f"  ({hit.label})" if hit.label else ""
+        print(f"{rank:3d}  {hit.score:+.3f}  {hit.video_id}{label}  {hit.path}")
+    return 0
 
 
 def _cmd_study(args) -> int:
@@ -363,6 +400,28 @@ def build_parser() -> argparse.ArgumentParser:
     re_.add_argument("--backend", default=None, choices=["decord", "pyav"],
                      help="decoder every output must decode with (default decord when installed)")
     re_.set_defaults(fn=_cmd_reencode)
+
+    ix = sub.add_parser("index", help="embed a folder of videos once with a trained run, for search",
+                        description="Embed every video under FOLDER with the run's model (its K "
+                                    "frames, or its compressor's) into an on-disk index; a second "
+                                    "call embeds only new or changed files and drops deleted ones. "
+                                    "The index records the model and frame settings, and refuses "
+                                    "another run.")
+    ix.add_argument("folder", help="folder of videos (recursively) or one video file")
+    ix.add_argument("--run", required=True, help="trained run folder (config.json, checkpoint.pt)")
+    ix.add_argument("--out", default=None, help="index folder (default FOLDER/.mofkit_index)")
+    ix.add_argument("--device", default="auto")
+    ix.add_argument("--batch-size", type=int, default=32)
+    ix.set_defaults(fn=_cmd_index)
+
+    se = sub.add_parser("search", help="text search over an index built by 'mofkit index'")
+    se.add_argument("index", help="index folder, or the video folder holding .mofkit_index")
+    se.add_argument("query", help="the text to search for")
+    se.add_argument("-k", type=int, default=5, help="results shown")
+    se.add_argument("--run", default=None, help="run to embed the query with (default the index's own; "
+                                               "its weights must match)")
+    se.add_argument("--device", default="auto")
+    se.set_defaults(fn=_cmd_search)
 
     st = sub.add_parser("study", help="a named grid of runs (k_sweep, tradeoff, ablations, controls, "
                                       "regimes), resumable")

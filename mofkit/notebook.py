@@ -199,6 +199,24 @@ def train_section(s: Session, name: str, overrides: dict[str, Any] | None = None
     return train(s.section(name, overrides), progress=progress)
 
 
+def search_index(s: Session, run: str, folder: str | Path | None = None, *, progress: bool = True):
+    """Build or update the on-disk search index of ``folder`` (None: the test split, indexed under
+    ``OUT_DIR/index/<run>-test``) with the session's run ``run``; returns ``(VideoIndex, report)``.
+    Only new or changed videos are embedded again (:mod:`mofkit.eval.index`)."""
+    from mofkit.data.datasets import load_splits
+    from mofkit.eval.index import IndexModel, VideoIndex, build_index
+
+    model = IndexModel(s.run(run), device=s.cfg.device)
+    if folder is None:
+        _, test = load_splits(s.cfg)
+        source = [(r.video_id, r.path, r.captions[0]) for r in test.records]
+        report = build_index(source, s.run(run), s.out / "index" / f"{Path(run).name}-test",
+                             model=model, progress=progress)
+    else:
+        report = build_index(folder, s.run(run), model=model, progress=progress)
+    return VideoIndex(report.index_dir, model=model), report
+
+
 def compressor_folder(label: str, k: int) -> str:
     """Folder (under OUT_DIR) of notebook 07's run of a compressor (a key of
     :data:`mofkit.train.studies.COMPRESSORS`) at K frames."""

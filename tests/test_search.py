@@ -1,13 +1,18 @@
-"""Search over the test split and over a folder of one's own videos (notebook 06's SearchIndex)."""
+"""The on-disk search index (mofkit.eval.index): the test split, a folder of one's own videos,
+incremental updates, interrupted builds, refused models, the commands and notebook 06's helper."""
+import json
+import os
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from mofkit import notebook as nb
+from mofkit.cli import main
 from mofkit.data.datasets import load_splits
-from mofkit.eval.search import SearchIndex
+from mofkit.eval.index import IndexMismatchError, IndexModel, VideoIndex, build_index, read_index
 
 pytestmark = pytest.mark.slow
 
@@ -21,54 +26,144 @@ def session(tmp_path_factory):
     return s
 
 
-def test_search_over_the_test_split(session):
-    _, test = load_splits(session.cfg)
-    index = SearchIndex(session.run("uniform"), dataset=test, progress=False)
-    assert index.ids == test.video_ids and not index.skipped
-    assert index.video_emb.shape[0] == len(test)
-    hits = index.search(test.records[0].captions[0], k=3)
-    assert len(hits) == 3
-    frames, label, score = hits[0]
-    assert tuple(frames.shape[:1]) == (session.cfg.data.num_frames,) and ": " in label
-    assert [h[2] for h in hits] == sorted((h[2] for h in hits), reverse=True)
+@pytest.fixture(scope="module")
+def model(session):
+    return IndexModel(session.run("uniform"))
 
 
-def test_search_over_a_folder_names_videos_by_path_and_says_why_files_are_skipped(session, tmp_path,
-                                                                                  monkeypatch, capsys):
+def _gallery(session, folder: Path, n: int = 3) -> list[Path]:
     src = sorted((Path(session.cfg.data.root) / "videos").glob("*.mp4"))
+    (folder / "sub").mkdir(parents=True)
+    out = [folder / "bikes.mp4", folder / "bikes.mkv", folder / "sub" / "bikes.mp4"][:n]
+    for a, b in zip(src, out):
+        shutil.copy(a, b)
+    return out
+
+
+def test_the_test_split_is_indexed_once_and_searched(session):
+    index, report = nb.search_index(session, "uniform", progress=False)
+    _, test = load_splits(session.cfg)
+    assert sorted(index.ids) == sorted(test.video_ids) and not index.skipped
+    assert sorted(report.added) == sorted(test.video_ids)
+    caption = test.records[0].captions[0]
+    hits = index.search(caption, k=3)
+    assert len(hits) == 3 and [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    assert hits[0].label and ": " in hits[0].title()
+    # the same scores as embedding the videos directly with the model
+    emb = index.model.embed([index.model.decode(h.path) for h in hits])
+    q = index.model.embed_text(caption)
+    np.testing.assert_allclose(emb @ q, [h.score for h in hits], rtol=1e-4, atol=1e-5)
+    frames, title, score = index.ranked(caption, k=1)[0]
+    assert frames.shape[0] == session.cfg.data.num_frames and title == hits[0].title()
+    again, report2 = nb.search_index(session, "uniform", progress=False)
+    assert report2.added == [] and report2.updated == [] and len(report2.kept) == len(test)
+
+
+def test_a_folder_is_indexed_incrementally(session, model, tmp_path, monkeypatch, capsys):
     home = tmp_path / "home"
     folder = home / "clips"
-    (folder / "sub").mkdir(parents=True)
-    shutil.copy(src[0], folder / "bikes.mp4")
-    shutil.copy(src[1], folder / "bikes.mkv")  # same stem, another container name
-    shutil.copy(src[2], folder / "sub" / "bikes.mp4")
+    files = _gallery(session, folder)
     (folder / "broken.mp4").write_bytes(np.random.default_rng(0).integers(0, 256, 2048, np.uint8).tobytes())
     (folder / "notes.txt").write_text("not a video")
     monkeypatch.setenv("HOME", str(home))
-    index = SearchIndex(session.run("uniform"), folder="~/clips")
-    assert index.ids == ["bikes.mkv", "bikes.mp4", "sub/bikes.mp4"]
-    assert list(index.skipped) == ["broken.mp4"]
-    reason = index.skipped["broken.mp4"]
-    assert reason and "\n" not in reason and "Check failed" not in reason
-    out = capsys.readouterr().out
-    assert "1 video skipped" in out and f"broken.mp4: {reason}" in out
-    labels = [h[1] for h in index.search("a red circle moves left", k=3)]
-    assert sorted(labels) == index.ids  # a folder's videos are labelled by their path
-    # one file is a gallery of one
-    single = SearchIndex(session.run("uniform"), folder=folder / "sub" / "bikes.mp4", progress=False)
-    assert single.ids == ["bikes.mp4"]
+    rep = build_index("~/clips", session.run("uniform"), progress=False, model=model)
+    assert rep.index_dir == folder.resolve() / ".mofkit_index"
+    assert sorted(rep.added) == ["bikes.mkv", "bikes.mp4", "sub/bikes.mp4"]
+    reason = rep.skipped["broken.mp4"]
+    assert reason and "\n" not in reason and "skipped broken.mp4" in rep.summary()
+    doc = read_index(rep.index_dir)
+    assert doc["frames"]["num_frames"] == session.cfg.data.num_frames and doc["model"]["weights_sha1"]
+    # unchanged: nothing embedded; a new file, a changed file and a deleted file
+    assert build_index(folder, session.run("uniform"), progress=False, model=model).added == []
+    shutil.copy(files[0], folder / "new.mp4")
+    os.utime(files[1], ns=(1, 1))
+    (folder / "sub" / "bikes.mp4").unlink()
+    rep = build_index(folder, session.run("uniform"), progress=False, model=model)
+    assert rep.added == ["new.mp4"] and rep.updated == ["bikes.mkv"] and rep.removed == ["sub/bikes.mp4"]
+    assert rep.kept == ["bikes.mp4"] and list(rep.skipped) == ["broken.mp4"]  # not retried: unchanged
+    index = VideoIndex(folder, model=model)
+    assert sorted(index.ids) == ["bikes.mkv", "bikes.mp4", "new.mp4"]
+    assert len(list(rep.index_dir.glob("embeddings-*.npy"))) == 1
+    # bikes.mp4 and new.mp4 are the same clip: the same embedding
+    e = {vid: index.embeddings[i] for i, vid in enumerate(index.ids)}
+    np.testing.assert_allclose(e["bikes.mp4"], e["new.mp4"], rtol=1e-5, atol=1e-6)
+
+    # the commands: index (already up to date) and search, which prints ranked lines
+    assert main(["index", str(folder), "--run", str(session.run("uniform"))]) == 0
+    assert "0 added" in capsys.readouterr().out
+    assert main(["search", str(folder), "a red circle moves left", "-k", "2"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2 and lines[0].split()[0] == "1"
+    assert main(["search", str(tmp_path / "nowhere"), "x"]) == 2
+    assert "no video index" in capsys.readouterr().err
 
 
-def test_search_folder_errors_say_what_is_wrong(session, tmp_path):
+def test_an_interrupted_build_goes_on_where_it_stopped(session, model, tmp_path, monkeypatch):
+    folder = tmp_path / "g"
+    _gallery(session, folder)
+    calls = {"n": 0}
+    decode = IndexModel.decode
+
+    def dies_on_the_third(self, path):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return decode(self, path)
+
+    monkeypatch.setattr(IndexModel, "decode", dies_on_the_third)
+    with pytest.raises(KeyboardInterrupt):
+        build_index(folder, session.run("uniform"), batch_size=1, save_every=0, progress=False, model=model)
+    doc = read_index(folder / ".mofkit_index")
+    assert sorted(doc["videos"]) == ["bikes.mkv", "bikes.mp4"]  # saved after each batch
+    monkeypatch.setattr(IndexModel, "decode", decode)
+    rep = build_index(folder, session.run("uniform"), progress=False, model=model)
+    assert rep.added == ["sub/bikes.mp4"] and len(rep.kept) == 2
+
+
+def test_another_model_or_other_frames_are_refused(session, model, tmp_path, capsys):
+    folder = tmp_path / "g"
+    _gallery(session, folder, n=2)
+    build_index(folder, session.run("uniform"), progress=False, model=model)
+    # the same run retrained (other weights): updating or searching the index is refused
+    other = tmp_path / "retrained"
+    shutil.copytree(session.run("uniform"), other)
+    ckpt = torch.load(other / "checkpoint.pt", map_location="cpu", weights_only=False)
+    name = next(iter(ckpt["model"]))
+    ckpt["model"][name] = ckpt["model"][name] + 1.0
+    torch.save(ckpt, other / "checkpoint.pt")
+    with pytest.raises(IndexMismatchError, match="model.weights_sha1"):
+        build_index(folder, other, progress=False)
+    assert main(["search", str(folder), "x", "--run", str(other)]) == 1
+    assert "cannot be compared" in capsys.readouterr().err
+    # the same weights through a frame compressor: other frames, refused too
+    comp = tmp_path / "compressed"
+    shutil.copytree(session.run("uniform"), comp)
+    cfg = json.loads((comp / "config.json").read_text())
+    cfg["compress"]["name"] = "segment_max"
+    (comp / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(IndexMismatchError, match="frames.compressor"):
+        build_index(folder, comp, progress=False)
+    # its own index decodes N frames and compresses them to K
+    rep = build_index(folder, comp, tmp_path / "comp_index", progress=False)
+    doc = read_index(rep.index_dir)
+    assert doc["frames"]["decoded_frames"] == cfg["compress"]["input_frames"]
+    assert doc["frames"]["compressor"]["name"] == "segment_max"
+    assert len(VideoIndex(rep.index_dir).search("a red circle", k=5)) == 2
+
+
+def test_index_errors_say_what_is_wrong(session, model, tmp_path):
+    run = session.run("uniform")
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        SearchIndex(session.run("uniform"), folder=tmp_path / "nowhere", progress=False)
+        build_index(tmp_path / "nowhere", run, progress=False, model=model)
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="no video files"):
-        SearchIndex(session.run("uniform"), folder=tmp_path / "empty", progress=False)
+        build_index(tmp_path / "empty", run, progress=False, model=model)
     (tmp_path / "notes.txt").write_text("x")
     with pytest.raises(ValueError, match="not a video file"):
-        SearchIndex(session.run("uniform"), folder=tmp_path / "notes.txt", progress=False)
+        build_index(tmp_path / "notes.txt", run, progress=False, model=model)
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "a.mp4").write_bytes(b"")
     with pytest.raises(ValueError, match="(?s)none of the 1 videos .* could be read: .*a.mp4: file is empty"):
-        SearchIndex(session.run("uniform"), folder=tmp_path / "bad", progress=False)
+        build_index(tmp_path / "bad", run, progress=False, model=model)
+    with pytest.raises(FileNotFoundError, match="not a finished training run"):
+        IndexModel(tmp_path)

@@ -101,7 +101,7 @@ class Compressor(nn.Module):
         Returns:
             ``{"counted", "elementwise", "total"}`` in FLOPs (ints), per video.
         """
-        from mofkit.eval.cost import count_flops
+        from mofkit.models.flops import count_flops
 
         self._check_count(num_input_frames)
         if image_size < 1:

@@ -14,43 +14,14 @@ sees (the CPU flash kernel has no FLOP formula). Neither changes the model's out
 """
 from __future__ import annotations
 
-import contextlib
 import time
 from typing import Callable
 
 import torch
 from torch import nn
-from torch.nn.attention import SDPBackend, sdpa_kernel
-from torch.utils.flop_counter import FlopCounterMode
 
 from mofkit.device import autocast, get_device, resolve_precision, synchronize
-
-
-@contextlib.contextmanager
-def _countable_attention():
-    """Route attention through ops the FLOP counter has formulas for."""
-    was = torch.backends.mha.get_fastpath_enabled()
-    torch.backends.mha.set_fastpath_enabled(False)
-    try:
-        with sdpa_kernel(SDPBackend.MATH):
-            yield
-    finally:
-        torch.backends.mha.set_fastpath_enabled(was)
-
-
-def count_flops(fn: Callable, *args, **kwargs) -> int:
-    """FLOPs of one forward call, at 2 FLOPs per multiply-add.
-
-    Args:
-        fn: a module or function; called once as ``fn(*args, **kwargs)`` without gradients.
-        *args, **kwargs: its inputs (their batch size is part of the count).
-
-    Returns:
-        The total the counter reports, as an int (see the module docstring for what is counted).
-    """
-    with torch.no_grad(), _countable_attention(), FlopCounterMode(display=False) as counter:
-        fn(*args, **kwargs)
-    return int(counter.get_total_flops())
+from mofkit.models.flops import count_flops  # noqa: F401  (part of this module's API)
 
 
 def _clip_of(model: nn.Module) -> nn.Module:
