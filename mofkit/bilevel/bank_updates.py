@@ -255,14 +255,12 @@ class BankUpdates:
             return skipped, 0, 0.0, 0.0
         full = len(local) == len(frames)  # the usual case: every row of the chunk has gradient
         pick = (lambda x: x) if full else (lambda x: x[local])  # views, or copies put back below
-        f, e1, e2 = pick(frames), pick(m1), pick(m2)
+        f = pick(frames)
         old = f.astype(np.float32)  # a copy: the change, and the rows that fail
-        param = torch.from_numpy(f if f.dtype == np.float32 else old.copy())
-        t1, t2 = torch.from_numpy(e1), torch.from_numpy(e2)
-        new_steps = pick(steps) + 1
-        adam_rows_(param, g, t1, t2, new_steps, lr, beta1, beta2, eps, weight_decay, max_change)
-        stored = self._to_storage(param, a + local, new_steps)  # float32: param's own memory
-        ok = finite_rows(torch.from_numpy(stored)) & finite_rows(t1) & finite_rows(t2)
+        # float32 frames and the moments are updated in place in the chunk's (or picked) arrays
+        ok, (stored, e1, e2, new_steps) = self._adam_rows(
+            a + local, f, pick(m1), pick(m2), pick(steps), g, lr, beta1, beta2, eps, weight_decay,
+            max_change)
         if not ok.all():  # keep the old state of those rows: frames from the copy, moments re-read
             bad = np.flatnonzero(~ok)
             stored[bad] = old[bad].astype(stored.dtype)
@@ -275,7 +273,7 @@ class BankUpdates:
         abs_sum = float(change.sum(dtype=torch.float64)) if change.numel() else 0.0
         abs_max = float(change.max()) if change.numel() else 0.0
         if full:
-            if stored is not frames:
+            if not np.shares_memory(stored, frames):  # float16: a new array
                 frames[...] = stored
             steps[...] = new_steps
         else:
@@ -381,10 +379,14 @@ class BankUpdates:
                    beta1: float, beta2: float, eps: float, weight_decay: float,
                    max_change: float | None = None,
                    ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
-        """Adam on row blocks; returns (rows whose results are all finite, new stored arrays)."""
-        param = torch.from_numpy(np.array(frames, dtype=np.float32))
-        m1 = torch.from_numpy(np.array(exp_avg, dtype=np.float32))
-        m2 = torch.from_numpy(np.array(exp_avg_sq, dtype=np.float32))
+        """Adam on row blocks; returns (rows whose results are all finite, new stored arrays).
+
+        Writable float32 arrays are updated in place (no copy: the streamed step hands in its
+        chunk's buffers); others are copied first.
+        """
+        param = torch.from_numpy(np.asarray(frames, dtype=np.float32))
+        m1 = torch.from_numpy(np.asarray(exp_avg, dtype=np.float32))
+        m2 = torch.from_numpy(np.asarray(exp_avg_sq, dtype=np.float32))
         new_steps = np.asarray(steps, dtype=np.int64) + 1
         adam_rows_(param, grad, m1, m2, new_steps, lr, beta1, beta2, eps, weight_decay, max_change)
         stored = self._to_storage(param, rows, new_steps)
