@@ -79,7 +79,13 @@ def _cmd_train(args) -> int:
     if args.device:
         overrides["device"] = args.device
     cfg = get_config(args.profile, overrides)
-    result = train(cfg, resume=not args.fresh)
+    from mofkit.train.checkpoint import ResumeError
+
+    try:
+        result = train(cfg, resume=not args.fresh, stop_after_epoch=args.stop_after_epoch)
+    except ResumeError as e:
+        print(f"mofkit train: {e}", file=sys.stderr)
+        return 2
     if result.is_main and result.final:
         from mofkit.eval.metrics import format_metrics
 
@@ -358,6 +364,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out-dir", default=None)
     t.add_argument("--device", default=None)
     t.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint")
+    t.add_argument("--stop-after-epoch", type=int, default=None, metavar="E",
+                   help="checkpoint and stop after epoch E (0-based); run again to resume")
     t.set_defaults(fn=_cmd_train)
 
     g = sub.add_parser("generate", help="write the synthetic corpus")

@@ -112,6 +112,8 @@ class MOFConfig:
     update: str = "epoch"  # epoch: one Adam step on all frames per meta epoch (reference) | batch | none (frozen bank: a control)
     meta_every: int = 1  # run the meta epoch every E epochs
     bank_dtype: str = "float32"  # storage of frames and Adam moments on disk: float32 | float16
+    bank_shards: int = 0  # the MOF bank tasks (the others ignore it): 0: one bank every process shares (one filesystem); S > 0: the training videos in S fixed shards (video i in shard i mod S), each process owning S / world_size of them on its own disk and drawing batches from its own videos; -1: one shard per process
+    bank_dir: str = ""  # where the bank lives: "" = <out_dir>/bank (sharded: <out_dir>/bank-shards); else <bank_dir>/<run tag>, e.g. a node-local disk; "{rank}" in it is the process's global rank
     init: str = "uniform"  # frame initialisation: uniform (eval preprocessing) | train_crop (one random crop) | oracle (synthetic: frames inside the captioned events)
     augment: bool = False  # base steps crop (and flip, with data.hflip) bank frames as the baseline crops its frames; the meta step sees them uncropped
     snapshot_videos: int = 8  # save these first training videos' frames after every frame update

@@ -25,6 +25,11 @@ from mofkit.faults import MidWriteCrash, armed, crash_point
 CHECKPOINT_NAME = "checkpoint.pt"
 
 
+class ResumeError(RuntimeError):
+    """A checkpoint this job cannot resume (another setup, another world size, a missing bank
+    shard); the message says what to do. ``mofkit train`` prints it instead of a traceback."""
+
+
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
     """``torch.save`` to a temporary file next to ``path``, fsync, then rename over ``path``.
 

@@ -42,8 +42,8 @@ from mofkit.data.reencode import manifest_record
 from mofkit.device import autocast, get_device, grad_scaler, resolve_precision
 from mofkit.eval.metrics import DIRECTIONS
 from mofkit.train import distributed as D
-from mofkit.train.checkpoint import (atomic_torch_save, atomic_write_text, checkpoint_path,
-                                     load_checkpoint, rng_state, set_rng_state)
+from mofkit.train.checkpoint import (ResumeError, atomic_torch_save, atomic_write_text,
+                                     checkpoint_path, load_checkpoint, rng_state, set_rng_state)
 
 
 @dataclass
@@ -76,11 +76,12 @@ def _warmup_cosine(total_steps: int, warmup_steps: int):
 
 
 def epoch_batches(n: int, global_batch: int, seed: int, epoch: int, info: D.DistInfo, *,
-                  drop_last: bool = True, salt: int = 0,
-                  groups: np.ndarray | None = None) -> list[np.ndarray]:
+                  drop_last: bool = True, salt: int = 0, groups: np.ndarray | None = None,
+                  stream: int | None = None) -> list[np.ndarray]:
     """This rank's share of each global batch of one epoch.
 
-    The global order is a permutation drawn from (seed, epoch, salt); it is cut into global batches
+    The global order is a permutation drawn from (seed, epoch, salt) (and ``stream``, e.g. a bank
+    shard, when given: independent orders of one epoch); it is cut into global batches
     and rank r takes the r-th slice of each, so the concatenation over ranks in rank order is the
     global batch a single process would see.
 
@@ -88,7 +89,7 @@ def epoch_batches(n: int, global_batch: int, seed: int, epoch: int, info: D.Dist
     group together: the groups come in a random order and their members, in a random order, one
     after another, so a batch holds whole groups except where a group straddles a batch boundary.
     """
-    rng = np.random.default_rng([seed, epoch, salt])
+    rng = np.random.default_rng([seed, epoch, salt] + ([] if stream is None else [stream]))
     if groups is None:
         order = rng.permutation(n)
     else:
@@ -212,7 +213,10 @@ class Trainer:
                                                fused=True)
         except (RuntimeError, TypeError):
             self.optimizer = torch.optim.AdamW(groups, lr=t.lr, betas=tuple(t.betas), eps=t.eps)
-        self.steps_per_epoch = max(1, len(self.data.train) // t.batch_size // t.grad_accum)
+        from mofkit.train.banks import batches_per_epoch
+
+        n_batches = batches_per_epoch(self.cfg, len(self.data.train), self.info.world_size)
+        self.steps_per_epoch = max(1, n_batches // t.grad_accum)
         total = self.steps_per_epoch * t.epochs
         warmup = int(round(t.warmup_fraction * total))
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer,
@@ -247,19 +251,23 @@ class Trainer:
     # -- checkpoint ----------------------------------------------------------------------------
 
     def save(self, epoch: int, final: dict | None = None) -> None:
-        """Checkpoint (rank 0 writes); then the task's after-checkpoint work on every rank."""
+        """Checkpoint (rank 0 writes); then the task's after-checkpoint work on every rank.
+
+        The task's state is taken on every rank (a sharded bank seals each rank's shards and
+        gathers their states), then rank 0 writes it with the rest."""
+        task_state = self.task.state_dict()
         if self.info.is_main:
-            self._write_checkpoint(epoch, final)
+            self._write_checkpoint(epoch, final, task_state)
         self.task.after_checkpoint()
 
-    def _write_checkpoint(self, epoch: int, final: dict | None) -> None:
+    def _write_checkpoint(self, epoch: int, final: dict | None, task_state: dict) -> None:
         state = {
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
             "rng": rng_state(), "epoch": epoch, "config": self.cfg.to_dict(),
             "history": self.history, "train_seconds": self.train_seconds,
             "nonfinite_total": self.nonfinite_total, "final": final, "arch": self.cfg.model.arch,
-            "task": self.task.name, "frame_steps": 0, "bank": None, **self.task.state_dict(),
+            "task": self.task.name, "frame_steps": 0, "bank": None, **task_state,
         }
         if self.compressor is not None:
             state["compressor"] = self.compressor.state_dict()
@@ -323,8 +331,7 @@ class Trainer:
     def base_epoch(self, epoch: int) -> dict:
         """One pass over the training videos updating the model on the frames the task gives."""
         t = self.cfg.train
-        batches = epoch_batches(len(self.data.train), t.batch_size, t.seed, epoch, self.info,
-                                groups=self.batch_groups)
+        batches = self.task.base_batches(epoch)
         loader = self.data.train_loader(batches, epoch, with_meta=self.task.meta_frames)
         self.model.train()
         losses, n_videos, t0 = [], 0, time.time()
@@ -486,6 +493,7 @@ def _check_resumable(saved: Config, cfg: Config, path: Path) -> None:
         # What may change between sessions of one run: its length, where and how it runs.
         for key in ("device", "out_dir", "profile", "study"):
             d.pop(key, None)
+        d["mof"].pop("bank_dir", None)  # the bank may move (a sharded one is checked shard by shard)
         d["train"].pop("epochs")
         d["train"].pop("tensorboard", None)
         for key in ("num_workers", "cache_dir"):
@@ -496,7 +504,7 @@ def _check_resumable(saved: Config, cfg: Config, path: Path) -> None:
     if a != b:
         diff = [f"{s}.{k}" for s in a if isinstance(a[s], dict)
                 for k in a[s] if a[s][k] != b[s].get(k)]
-        raise RuntimeError(f"checkpoint {path} was written with a different config "
+        raise ResumeError(f"checkpoint {path} was written with a different config "
                            f"(differs in {diff}); pass resume=False (--fresh) or another out_dir")
 
 

@@ -28,8 +28,9 @@ Tasks here:
 With ``mof.augment`` the bank tasks crop (and flip) each batch's compressed frames exactly as the
 baseline crops its decoded frames, seeded by (seed, epoch, video); the meta step sees them uncropped.
 
-The compressed-frame bank's multi-process protocol (rank 0 writes, the others reopen) lives in
-:class:`SharedBank`, the one place that knows about it.
+Where the bank lives across processes (one shared bank that rank 0 writes and the others reopen,
+or a shard per rank on its own disk, ``mof.bank_shards``) is :mod:`mofkit.train.banks`, the one
+place that knows about it; the bank tasks draw their batches from it too.
 """
 from __future__ import annotations
 
@@ -40,8 +41,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from mofkit.bilevel.bank import FrameBank, step_lr
+from mofkit.bilevel.bank import step_lr
 from mofkit.train import distributed as D
+from mofkit.train.banks import bank_placement
 
 if TYPE_CHECKING:
     from mofkit.config import Config
@@ -64,6 +66,14 @@ class Task:
 
     def start(self) -> None:
         """Before the first epoch of a session, after any checkpoint has been loaded."""
+
+    def base_batches(self, epoch: int) -> list[np.ndarray]:
+        """This rank's base batches of an epoch (training rows): cut from one global order."""
+        from mofkit.train.loop import epoch_batches
+
+        tr, t = self.trainer, self.cfg.train
+        return epoch_batches(len(tr.data.train), t.batch_size, t.seed, epoch, tr.info,
+                             groups=tr.batch_groups)
 
     def step_inputs(self, batch: dict, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The frames (B, K, 3, S, S) on the device and tokens (B, L) one base step trains on."""
@@ -107,74 +117,6 @@ class BaselineTask(Task):
         return frames, batch["tokens"]
 
 
-class SharedBank:
-    """The compressed-frame bank of a run, across processes.
-
-    Rank 0 creates, updates and commits the bank; after each change of generation the other ranks
-    reopen it. Every rank reads frames; in the per-batch mode every rank also writes its own rows.
-    """
-
-    def __init__(self, trainer: "Trainer"):
-        self.trainer = trainer
-        self.info = trainer.info
-        self.bank = None
-
-    @property
-    def directory(self):
-        return self.trainer.out_dir / "bank"
-
-    def create(self) -> None:
-        tr, cfg = self.trainer, self.trainer.cfg
-        if self.info.is_main:
-            data = tr.data
-
-            oracle = _oracle_positions(cfg, data) if cfg.mof.init == "oracle" else None
-
-            def init(rows: np.ndarray) -> torch.Tensor:
-                if oracle is not None:  # frames inside the captioned events, from the dense grid
-                    grid_rows, positions = oracle
-                    frames = data.train_grid.rows(grid_rows[rows], positions[rows])  # (B, K, H, W, 3)
-                    return tr.preprocess.eval(frames).cpu()
-                frames = data.train_clips.frames_of(rows)  # (B, K, H, W, 3) uint8
-                if cfg.mof.init == "train_crop":
-                    seeds = [(cfg.train.seed, -1, int(r)) for r in rows]
-                    return tr.preprocess.train_with_seeds(frames, seeds, **data.aug).cpu()
-                return tr.preprocess.eval(frames).cpu()  # (B, K, 3, S, S)
-
-            self.bank = FrameBank.create(self.directory, data.train.video_ids, cfg.data.num_frames,
-                                         tr.bundle.image_size, dtype=cfg.mof.bank_dtype, init=init,
-                                         seed=cfg.train.seed, overwrite=True)
-        D.barrier(self.info)
-        if not self.info.is_main:
-            self.bank = FrameBank.open(self.directory)
-
-    def restore(self, state: dict) -> None:
-        """Point the bank back at a checkpoint's generation; drop what killed sessions wrote later."""
-        self.bank = FrameBank.restore(state)
-        D.barrier(self.info)  # every rank has restored before the main one prunes
-        if self.info.is_main:  # generations a killed session wrote after this checkpoint
-            self.bank.prune(keep={self.bank.generation})
-
-    def reopen(self) -> None:
-        """On ranks other than 0, after rank 0 switched the bank to a new generation."""
-        D.barrier(self.info)
-        if not self.info.is_main:
-            self.bank = FrameBank.open(self.directory)
-
-    def commit(self) -> dict:
-        """Seal the current generation for a checkpoint (rank 0); its state for the checkpoint."""
-        return self.bank.commit()
-
-    def prune(self) -> None:
-        self.bank.prune(keep={self.bank.generation})
-
-    def begin_generation(self) -> None:
-        """A writable copy of the sealed generation that every rank then writes its rows into."""
-        if self.info.is_main:
-            self.bank.begin_generation()
-        self.reopen()
-
-
 class MOFTask(Task):
     """Meta-Optimized Frames with one frame update per meta epoch (the reference's schedule)."""
 
@@ -182,7 +124,7 @@ class MOFTask(Task):
 
     def __init__(self, trainer: "Trainer"):
         super().__init__(trainer)
-        self.shared = SharedBank(trainer)
+        self.shared = bank_placement(trainer)  # one shared bank, or this rank's shards
         self.frame_steps = 0  # frame-lr schedule position: meta epochs (or epochs) with frame updates
 
     @property
@@ -195,6 +137,9 @@ class MOFTask(Task):
         if self.bank is None:
             self.shared.create()
             self.snapshot(0)
+
+    def base_batches(self, epoch: int) -> list[np.ndarray]:
+        return self.shared.base_batches(epoch, self.trainer.batch_groups)
 
     def step_inputs(self, batch: dict, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
         rows = batch["index"].numpy()
@@ -224,8 +169,7 @@ class MOFTask(Task):
             self.shared.restore(state["bank"])
 
     def after_checkpoint(self) -> None:
-        if self.trainer.info.is_main:
-            self.shared.prune()
+        self.shared.prune()
 
     # -- the meta level ------------------------------------------------------------------------
 
@@ -276,16 +220,9 @@ class MOFTask(Task):
 
     def meta_epoch(self, epoch: int) -> dict:
         """Accumulate every training video's hypergradient, then one Adam step on all frames."""
-        from mofkit.train.loop import epoch_batches
-
         tr, m, t = self.trainer, self.cfg.mof, self.cfg.train
         info = tr.info
-        mb = m.meta_batch_size or t.batch_size // info.world_size
-        # Meta batches are cut from one global order and dealt round-robin to ranks, so each video's
-        # hypergradient is computed by exactly one rank and reaches the bank exactly once.
-        batches = epoch_batches(len(tr.data.train), mb, t.seed, epoch, D.DistInfo(),
-                                drop_last=False, salt=1, groups=tr.batch_groups)
-        mine = [b for j, b in enumerate(batches) if j % info.world_size == info.rank]
+        mine = self.shared.meta_batches(epoch, tr.batch_groups)  # every video once, on one rank
         loader = tr.data.train_loader(mine, epoch, with_meta=True, frames=False)
         l1, l2, t0 = [], [], time.time()
         for batch in tr.tqdm(loader, len(mine), f"meta {epoch + 1}/{t.epochs}"):
@@ -294,12 +231,8 @@ class MOFTask(Task):
             if out is not None:
                 l1.append(out[0])
                 l2.append(out[1])
-        D.barrier(info)
-        stats: dict[str, Any] = {}
-        if info.is_main:
-            stats = self.bank.step_accumulated(lr=self.frame_lr(), betas=tuple(m.frame_betas),
-                                               max_change=m.frame_step_cap)
-        self.shared.reopen()
+        stats = self.shared.step_accumulated(lr=self.frame_lr(), betas=tuple(m.frame_betas),
+                                             max_change=m.frame_step_cap)
         self.frame_steps += 1
         out = {"meta_loss_compressed": D.all_reduce_mean(float(np.mean(l1)) if l1 else float("nan"),
                                                          info, tr.device),
@@ -310,7 +243,8 @@ class MOFTask(Task):
         return out
 
     def snapshot(self, epoch: int) -> None:
-        """The first few training videos' compressed frames, for the visualisation notebook.
+        """The first few training videos' compressed frames (rank 0's own, with a sharded bank),
+        for the visualisation notebook.
 
         Frames are denormalised (``x * std + mean``: the [0, 1] image scale, not clipped) so that
         changes far below a grey level survive: ``epoch_000.npy`` holds the start in float32, and
@@ -319,10 +253,10 @@ class MOFTask(Task):
         ``mofkit.viz.snapshots.load_snapshots`` adds them back up.
         """
         tr = self.trainer
-        n = min(self.cfg.mof.snapshot_videos, len(tr.data.train))
+        n = min(self.cfg.mof.snapshot_videos, len(self.shared.owned_rows()))
         if not tr.info.is_main or n == 0:
             return
-        rows = np.arange(n)
+        rows = self.shared.owned_rows()[:n]  # rank 0's own videos
         x = tr.preprocess.denormalize(self.bank.read(rows), clip=False)  # (n, K, 3, S, S)
         images = x.permute(0, 1, 3, 4, 2).contiguous().numpy()  # (n, K, S, S, 3) float32
         folder = tr.out_dir / "snapshots"
@@ -385,10 +319,9 @@ class MOFBatchTask(MOFTask):
 
     def after_checkpoint(self) -> None:
         super().after_checkpoint()
-        if self.trainer.info.enabled:
-            # The checkpointed generation is sealed; interleaved updates go to a fresh copy that
-            # every rank must open before writing its own rows.
-            self.shared.begin_generation()
+        # The checkpointed generation is sealed; with a shared bank interleaved updates go to a
+        # fresh copy that every rank must open before writing its own rows.
+        self.shared.begin_generation()
 
 
 class CompressTask(Task):
@@ -557,19 +490,3 @@ def create_task(trainer: "Trainer", name: str | None = None) -> Task:
     if name not in TASKS:
         raise ValueError(f"unknown training task {name!r}; tasks: {sorted(TASKS)}")
     return TASKS[name](trainer)
-
-
-def _oracle_positions(cfg: "Config", data) -> tuple[np.ndarray, np.ndarray]:
-    """Per training row: its row in the dense grid and the K grid positions inside its events."""
-    from mofkit.data.synthetic import event_frames, load_timeline
-
-    timeline = load_timeline(cfg.data.root)
-    grid = data.train_grid
-    ids = data.train.video_ids
-    grid_rows = grid.rows_of(ids)
-    positions = np.empty((len(ids), cfg.data.num_frames), dtype=np.int64)
-    for r, (vid, g) in enumerate(zip(ids, grid_rows)):
-        wanted = np.asarray(event_frames(timeline[vid], cfg.data.num_frames))  # source frame indices
-        have = grid.frame_indices[g]  # (T,) the source frame of each cached grid frame
-        positions[r] = np.abs(have[None, :] - wanted[:, None]).argmin(axis=1)  # nearest cached frame
-    return grid_rows, positions
