@@ -263,17 +263,23 @@ def _cmd_pretrain(args) -> int:
     import json
 
     from mofkit.config import get_config
-    from mofkit.train.pretrain import pretrain_dir, run_pretrain
+    from mofkit.train.pretrain import ATTRIBUTES, gate_failures, pretrain_dir, run_pretrain
 
     cfg = get_config(args.profile, parse_overrides(args.set))
     out = Path(args.out_dir or f"runs/{args.profile}")
     path = run_pretrain(cfg, out)
     doc = json.loads((pretrain_dir(out) / "pretrain.json").read_text())
     last = doc["history"][-1]
-    print(f"\ntowers: {path} ({doc['seconds']:.0f} s of training; zero-shot class accuracy "
-          f"{last['zero_shot_acc']:.1f} % over {doc['classes']} classes on held-out stills)\n"
-          f"start a video run from them: --set model.pretrained={path}")
-    return 0
+    acc = {a: last[f"{a}_acc"] for a in ATTRIBUTES}
+    failed = gate_failures(acc, cfg.pretrain.gate)
+    print(f"\ntowers: {path} ({doc['seconds']:.0f} s of training)\n"
+          f"zero-shot accuracy on held-out stills: class {last['zero_shot_acc']:.1f} % of "
+          f"{doc['classes']}; " + ", ".join(f"{a} {acc[a]:.1f} %" for a in ATTRIBUTES) + "\n"
+          + (f"gate ({cfg.pretrain.gate:g} % for each attribute): passed\n" if not failed else
+             f"gate ({cfg.pretrain.gate:g} % for each attribute): FAILED for {', '.join(failed)}; train "
+             f"longer (--set pretrain.epochs=...) or with the attribute heads (pretrain.attribute_weight)\n")
+          + f"start a video run from them: --set model.pretrained={path}")
+    return 0 if not failed else 1
 
 
 def _cmd_ceiling(args) -> int:
@@ -292,9 +298,12 @@ def _cmd_ceiling(args) -> int:
     table = ceiling_table(load_timeline(cfg.data.root), ids, args.k or cfg.study.k_values)
     print(f"information ceiling of t2v R@1 with K uniform frames ({len(ids)} {args.split} videos "
           f"of {cfg.data.root}; see mofkit.eval.ceiling):\n")
-    print("| K | ceiling t2v R@1 (%) | decisive event seen (%) |\n|---|---|---|")
+    print("| K | information ceiling t2v R@1 (%) | colour-only ceiling t2v R@1 (%) | decisive event seen (%) |\n"
+          "|---|---|---|---|")
     for r in table.itertuples():
-        print(f"| {r.K} | {r.ceiling_t2v_R1:.1f} | {r.decisive_seen:.1f} |")
+        print(f"| {r.K} | {r.ceiling_t2v_R1:.1f} | {r.colour_ceiling_t2v_R1:.1f} | {r.decisive_seen:.1f} |")
+    print("\ncolour-only: the same ideal scorer seeing only which colours the K frames show, in no order; "
+          "a model on that line matches colours and little else")
     return 0
 
 

@@ -147,6 +147,8 @@ class PretrainConfig:
     batch_size: int = 128  # stills per contrastive batch
     lr: float = 1e-3  # AdamW peak learning rate (warm-up then cosine, as the video training)
     weight_decay: float = 0.05  # AdamW weight decay on matrices
+    attribute_weight: float = 1.0  # weight of the colour/shape/action classification heads on the image embedding added to the contrastive loss (0: CLIP's loss alone, which a small tower satisfies with colour)
+    gate: float = 90.0  # zero-shot colour, shape and action accuracy (%) on the held-out stills that `mofkit pretrain` requires (it exits with code 1 below it)
 
 
 @dataclass

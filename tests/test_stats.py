@@ -82,6 +82,11 @@ def test_a_finished_run_keeps_ranks_that_give_its_metrics(tmp_path):
     assert overall == pytest.approx(res.final["t2v"]["R1"])
     for name, g in groups.items():
         assert res.history[-1].get(f"t2v_R1_{name}") == g["t2v_R1"]  # absent (None) for an empty group
+    # the attribute caption test, at every evaluation (win rates in percent)
+    assert set(res.final["caption_test"]) == {"colour", "shape", "action"}
+    for attr, rate in res.final["caption_test"].items():
+        assert 0 <= rate <= 100 and res.history[-1][f"caption_{attr}"] == rate
+    assert all("caption_colour" in row and "t2v_R1" in row for row in res.history)
 
 
 def _fake_run(folder, seed: int, higher, tied=None, ids=None):

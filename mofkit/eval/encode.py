@@ -75,8 +75,9 @@ def evaluate_model(model, *, frames_of: Callable[[np.ndarray], torch.Tensor], nu
 
     Returns:
         ``{"t2v", "v2t", "t2v_dsl", "v2t_dsl"}`` metric dicts plus ``n_videos``, ``n_queries``,
-        ``dropped`` (list of ids), the raw ``sim`` matrix (torch, Q x V) and ``counts``, each
-        direction's per-query ``(higher, tied)`` (:func:`mofkit.eval.metrics.rank_counts`).
+        ``dropped`` (list of ids), the raw ``sim`` matrix (torch, Q x V), ``counts``, each
+        direction's per-query ``(higher, tied)`` (:func:`mofkit.eval.metrics.rank_counts`), and
+        the embeddings ``video`` (V, D) and ``text`` (Q, D).
     """
     video = encode_videos(model, frames_of, num_videos, preprocess=preprocess, device=device,
                           precision=precision, batch_size=batch_size)
@@ -88,5 +89,5 @@ def evaluate_model(model, *, frames_of: Callable[[np.ndarray], torch.Tensor], nu
     counts = rank_counts(sim, query_to_video=q2v, dsl=True)
     res = {direction: metrics_from_counts(*c) for direction, c in counts.items()}
     res.update(n_videos=int(num_videos), n_queries=int(len(tokens)), dropped=list(dropped), sim=sim,
-               counts=counts)
+               counts=counts, video=video, text=text)
     return res

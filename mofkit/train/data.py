@@ -42,6 +42,9 @@ class RunData:
     # name -> bool mask over test videos; evaluations report t2v R@1 within each group (synthetic
     # corpus: whether the K uniform test frames see the video's decisive event)
     test_groups: dict[str, np.ndarray] = field(default_factory=dict)
+    # synthetic corpus: the attribute caption test (mofkit.eval.probes), attribute -> (query rows,
+    # tokens (n, L) of those queries with one visible event's attribute changed)
+    test_probes: dict[str, tuple[np.ndarray, torch.Tensor]] = field(default_factory=dict)
     # with a frame compressor (compress.name): the test videos' N input frames, else None
     test_inputs: EvalClips | None = None
     _clips: dict = field(default_factory=dict, repr=False)
@@ -142,13 +145,19 @@ def prepare_data(cfg: Config, tokenizer: Callable, info: D.DistInfo | None = Non
 
     train_caps, train_cv = train.caption_pairs()
     test_caps, test_cv = test.caption_pairs()
-    groups = {}
+    groups, probes = {}, {}
     if d.dataset == "synthetic":
         from mofkit.data.synthetic import load_timeline
         from mofkit.eval.ceiling import decisive_seen
+        from mofkit.eval.probes import altered_queries
 
-        seen = decisive_seen(load_timeline(d.root), test.video_ids, d.num_frames)
+        timeline = load_timeline(d.root)
+        seen = decisive_seen(timeline, test.video_ids, d.num_frames)
         groups = {"decisive_seen": seen, "decisive_missed": ~seen}
+        ids = list(test.video_ids)
+        visible = cfg.compress.input_frames if compress else d.num_frames  # the frames a video shows
+        altered = altered_queries(test_caps, [timeline[ids[v]] for v in test_cv], visible)
+        probes = {a: (qs, _tokenize(tokenizer, texts)) for a, (qs, texts) in altered.items()}
     return RunData(cfg=cfg, train=train, test=test,
                    train_clips=EvalClips(caches["train_k"], train, d.num_frames),
                    test_clips=EvalClips(caches["test_k"], test, d.num_frames),
@@ -156,5 +165,6 @@ def prepare_data(cfg: Config, tokenizer: Callable, info: D.DistInfo | None = Non
                    train_tokens=_tokenize(tokenizer, train_caps), train_caption_video=np.asarray(train_cv),
                    test_tokens=_tokenize(tokenizer, test_caps), test_caption_video=np.asarray(test_cv),
                    train_dropped=train_dropped, test_dropped=test_dropped, test_groups=groups,
+                   test_probes=probes,
                    test_inputs=EvalClips(caches["test_grid"], test, cfg.compress.input_frames)
                    if compress else None)

@@ -375,7 +375,16 @@ class Trainer:
                              device=self.device, precision=self.precision,
                              batch_size=self.cfg.train.eval_batch_size, dropped=d.test_dropped)
         res.pop("sim", None)
+        video, text = res.pop("video"), res.pop("text")
         self._rank_counts = res.pop("counts")  # kept apart: ranks.npz, not the JSON metrics
+        if d.test_probes:
+            from mofkit.eval.encode import encode_texts
+            from mofkit.eval.probes import win_rate
+
+            res["caption_test"] = {}
+            for attr, (rows, tokens) in d.test_probes.items():
+                altered = encode_texts(self.model, tokens, device=self.device, precision=self.precision)
+                res["caption_test"][attr] = win_rate(video[d.test_caption_video[rows]], text[rows], altered)
         if d.test_groups:
             from mofkit.eval.metrics import metrics_from_counts
 
@@ -428,6 +437,8 @@ class Trainer:
                 if metrics is not None:
                     for direction in DIRECTIONS:
                         row.update({f"{direction}_{k}": v for k, v in metrics[direction].items()})
+                    for attr, rate in metrics.get("caption_test", {}).items():
+                        row[f"caption_{attr}"] = rate
                     for name, g in metrics.get("groups", {}).items():
                         if g["t2v_R1"] is not None:
                             row[f"t2v_R1_{name}"] = g["t2v_R1"]

@@ -32,6 +32,7 @@ from mofkit.config import Config
 from mofkit.train.checkpoint import atomic_torch_save, atomic_write_text
 
 TOWERS_FILE = "towers.pt"
+ATTRIBUTES = ("colour", "shape", "action")
 
 
 def pretrain_dir(out: str | Path) -> Path:
@@ -60,6 +61,37 @@ def pretrained_done(cfg: Config, out: str | Path) -> dict | None:
     return doc if doc.get("settings") == _identity(cfg) else None
 
 
+def attribute_labels(labels: np.ndarray | torch.Tensor) -> dict[str, np.ndarray]:
+    """Colour, shape and action indices (into ``COLOURS``, ``SHAPES``, ``ACTIONS``) of class indices."""
+    from mofkit.data.stills import classes
+    from mofkit.data.synthetic import ACTIONS, COLOURS, SHAPES
+
+    table = classes()
+    index = {"colour": list(COLOURS), "shape": list(SHAPES), "action": list(ACTIONS)}
+    labels = np.asarray(labels)
+    return {a: np.array([index[a].index(table[int(c)][a]) for c in labels], np.int64) for a in ATTRIBUTES}
+
+
+class AttributeHeads(torch.nn.Module):
+    """Linear colour / shape / action classifiers on the image embedding (pretraining only).
+
+    CLIP's contrastive loss alone lets a small tower match captions by their easiest attribute:
+    with 8 colours, colour tells most stills of a batch apart, and shape is never asked for. A
+    direct classification loss per attribute makes the tower see every one of them.
+    """
+
+    def __init__(self, dim: int):
+        super().__init__()
+        from mofkit.data.synthetic import ACTIONS, COLOURS, SHAPES
+
+        sizes = {"colour": len(COLOURS), "shape": len(SHAPES), "action": len(ACTIONS)}
+        self.heads = torch.nn.ModuleDict({a: torch.nn.Linear(dim, sizes[a]) for a in ATTRIBUTES})
+
+    def loss(self, image: torch.Tensor, targets: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Mean cross-entropy of the three heads on unnormalised image embeddings (B, D)."""
+        return sum(F.cross_entropy(self.heads[a](image), targets[a]) for a in ATTRIBUTES) / len(ATTRIBUTES)
+
+
 def _soft_targets(labels: torch.Tensor) -> torch.Tensor:
     """(B, B) rows spread evenly over the batch's stills of the row's class."""
     same = (labels[:, None] == labels[None, :]).float()
@@ -76,18 +108,33 @@ def contrastive_soft_loss(image: torch.Tensor, text: torch.Tensor, scale: torch.
 
 @torch.no_grad()
 def zero_shot_accuracy(model, preprocess, tokenizer, images: np.ndarray, labels: np.ndarray,
-                       device: torch.device, batch: int = 256) -> float:
-    """Share (%) of stills whose nearest class prompt is their class."""
+                       device: torch.device, batch: int = 256) -> dict[str, float]:
+    """Zero-shot accuracies (%) on stills: each still's nearest of the 240 class prompts.
+
+    Returns:
+        ``{"class": ..., "colour": ..., "shape": ..., "action": ...}``: the share of stills whose
+        nearest prompt is their class, and whose nearest prompt names their colour, shape, action.
+    """
     from mofkit.data.stills import class_prompts
 
     model.eval()
     text = model.encode_text(tokenizer(class_prompts()).to(device))  # (C, D)
-    hits = 0
+    pred = []
     for i in range(0, len(images), batch):
         x = preprocess.eval(torch.from_numpy(np.array(images[i:i + batch])).to(device))
         emb = F.normalize(model.clip.encode_image(x), dim=-1)  # (b, D)
-        hits += int(((emb @ text.t()).argmax(1).cpu().numpy() == labels[i:i + batch]).sum())
-    return 100.0 * hits / max(1, len(images))
+        pred.append((emb @ text.t()).argmax(1).cpu().numpy())
+    pred = np.concatenate(pred) if pred else np.zeros(0, np.int64)
+    n = max(1, len(images))
+    out = {"class": 100.0 * float((pred == labels).sum()) / n}
+    truth, guess = attribute_labels(labels), attribute_labels(pred)
+    out.update({a: 100.0 * float((truth[a] == guess[a]).sum()) / n for a in ATTRIBUTES})
+    return out
+
+
+def gate_failures(accuracy: dict[str, float], gate: float) -> list[str]:
+    """The attributes whose zero-shot accuracy is under ``gate`` percent."""
+    return [a for a in ATTRIBUTES if accuracy[a] < gate]
 
 
 def run_pretrain(cfg: Config, out: str | Path, *, progress: bool = True) -> Path:
@@ -116,7 +163,10 @@ def run_pretrain(cfg: Config, out: str | Path, *, progress: bool = True) -> Path
     train_sl, test_sl = stills.split("train"), stills.split("test")
     tokens = bundle.tokenizer(stills.captions[train_sl])  # (N, L)
     labels = torch.from_numpy(stills.labels[train_sl])
+    heads = AttributeHeads(model.embed_dim).to(device)
+    attributes = {a: torch.from_numpy(v) for a, v in attribute_labels(stills.labels[train_sl]).items()}
     groups = param_groups(model, lr=p.lr, weight_decay=p.weight_decay)
+    groups.append({"params": list(heads.parameters()), "lr": p.lr, "weight_decay": 0.0, "name": "heads"})
     opt = torch.optim.AdamW(groups, lr=p.lr)
     n = len(tokens)
     steps = max(1, n // p.batch_size)
@@ -128,6 +178,7 @@ def run_pretrain(cfg: Config, out: str | Path, *, progress: bool = True) -> Path
         st = torch.load(state_path, map_location="cpu", weights_only=False)
         if st.get("settings") == _identity(cfg):
             model.load_state_dict(st["model"])
+            heads.load_state_dict(st["heads"])
             opt.load_state_dict(st["optim"])
             sched.load_state_dict(st["sched"])
             history, start, seconds = st["history"], st["epoch"] + 1, st["seconds"]
@@ -143,9 +194,13 @@ def run_pretrain(cfg: Config, out: str | Path, *, progress: bool = True) -> Path
             idx = np.sort(order[b * p.batch_size:(b + 1) * p.batch_size])
             x = torch.from_numpy(np.array(stills.images[idx])).to(device)  # (B, S, S, 3)
             x = preprocess.train(x, crop_rng, scale=tuple(cfg.data.crop_scale))  # (B, 3, S, S)
-            image = F.normalize(model.clip.encode_image(x), dim=-1)
+            raw = model.clip.encode_image(x)  # (B, D) before normalisation
             text = model.encode_text(tokens[idx].to(device))
-            loss = contrastive_soft_loss(image, text, model.logit_scale(), labels[idx].to(device))
+            loss = contrastive_soft_loss(F.normalize(raw, dim=-1), text, model.logit_scale(),
+                                         labels[idx].to(device))
+            if p.attribute_weight > 0:
+                loss = loss + p.attribute_weight * heads.loss(
+                    raw, {a: v[idx].to(device) for a, v in attributes.items()})
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -154,13 +209,13 @@ def run_pretrain(cfg: Config, out: str | Path, *, progress: bool = True) -> Path
         seconds += time.time() - t0
         acc = zero_shot_accuracy(model, preprocess, bundle.tokenizer, stills.images[test_sl],
                                  stills.labels[test_sl], device)
-        history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "zero_shot_acc": acc,
-                        "seconds": seconds})
+        history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "zero_shot_acc": acc["class"],
+                        **{f"{a}_acc": acc[a] for a in ATTRIBUTES}, "seconds": seconds})
         if progress:
             print(f"pretrain epoch {epoch + 1}/{p.epochs}: loss {np.mean(losses):.3f}, zero-shot "
-                  f"class accuracy {acc:.1f} % on {test_sl.stop - test_sl.start} held-out stills "
-                  f"({seconds:.0f} s)", flush=True)
-        atomic_torch_save({"model": model.state_dict(), "optim": opt.state_dict(),
+                  f"accuracy on {test_sl.stop - test_sl.start} held-out stills: class {acc['class']:.1f} %, "
+                  + ", ".join(f"{a} {acc[a]:.1f} %" for a in ATTRIBUTES) + f" ({seconds:.0f} s)", flush=True)
+        atomic_torch_save({"model": model.state_dict(), "heads": heads.state_dict(), "optim": opt.state_dict(),
                            "sched": sched.state_dict(), "history": history, "epoch": epoch,
                            "seconds": seconds, "settings": _identity(cfg)}, state_path)
     atomic_torch_save(model.clip.state_dict(), target)
