@@ -266,9 +266,10 @@ def _cmd_pretrain(args) -> int:
     from mofkit.train.pretrain import ATTRIBUTES, gate_failures, pretrain_dir, run_pretrain
 
     cfg = get_config(args.profile, parse_overrides(args.set))
-    out = Path(args.out_dir or f"runs/{args.profile}")
-    path = run_pretrain(cfg, out)
-    doc = json.loads((pretrain_dir(out) / "pretrain.json").read_text())
+    if args.out_dir:
+        cfg.pretrain.dir = args.out_dir
+    path = run_pretrain(cfg)
+    doc = json.loads((pretrain_dir(cfg) / "pretrain.json").read_text())
     last = doc["history"][-1]
     acc = {a: last[f"{a}_acc"] for a in ATTRIBUTES}
     failed = gate_failures(acc, cfg.pretrain.gate)

@@ -63,7 +63,7 @@ class ModelConfig:
     """The retrieval model: an open_clip dual encoder with a temporal head over frames."""
 
     arch: str = "mof-tiny"  # open_clip architecture (ViT-B-32, ViT-B-16, ...) or a mofkit tiny one
-    pretrained: str | None = None  # None, an open_clip pretrained tag (e.g. openai) or a checkpoint file
+    pretrained: str | None = None  # None, an open_clip pretrained tag (e.g. openai), a checkpoint file, or "stills": the towers of `mofkit pretrain` for this config (pretrained first if missing)
     temporal_head: str = "meanP"  # meanP (mean over frames) | seqTransf (temporal transformer + residual)
     temporal_layers: int = 2  # seqTransf depth
     max_frames: int = 64  # seqTransf position embeddings: the most frames a video may have
@@ -139,6 +139,7 @@ class PretrainConfig:
     the start of the regime study's ``pretrained start`` (MOF's and CLIP4Clip's real regime)."""
 
     root: str = "data/stills"  # folder of the stills corpus (images.npy, stills.json)
+    dir: str = "runs/pretrain"  # where pretrainings live, one folder per arch and settings (<dir>/<arch>-<digest>/towers.pt)
     n_train: int = 20000  # training stills (one object, one action, one caption each)
     n_test: int = 1000  # held-out stills for the zero-shot class accuracy
     size: int = 64  # still side in pixels (the video corpus's frame size)

@@ -57,8 +57,12 @@ def _same_state(a: torch.nn.Module, b: torch.nn.Module) -> None:
 # -- registry ----------------------------------------------------------------------------------
 
 def test_small_archs_are_registered_with_open_clip_smallest_first():
-    assert TINY_ARCHS == ("mof-tiny-32", "mof-tiny", "mof-small")
-    assert list_models()[:3] == list(TINY_ARCHS) and "ViT-B-32" in list_models()
+    assert TINY_ARCHS == ("mof-tiny-32", "mof-tiny", "mof-tiny-p8", "mof-small")
+    assert list_models()[:4] == list(TINY_ARCHS) and "ViT-B-32" in list_models()
+    p8 = open_clip.get_model_config("mof-tiny-p8")
+    assert p8["vision_cfg"]["image_size"] // p8["vision_cfg"]["patch_size"] == 8  # 64 tokens
+    assert {k: v for k, v in p8["vision_cfg"].items() if k != "patch_size"} == \
+        {k: v for k, v in open_clip.get_model_config("mof-tiny")["vision_cfg"].items() if k != "patch_size"}
     tiny = open_clip.get_model_config("mof-tiny")
     assert tiny["vision_cfg"]["image_size"] // tiny["vision_cfg"]["patch_size"] == 4  # 16 tokens
     assert tiny["embed_dim"] == tiny["vision_cfg"]["width"] == tiny["text_cfg"]["width"] == 128

@@ -63,8 +63,9 @@ def pretrained(tmp_path_factory):
     from mofkit.train.pretrain import run_pretrain
 
     root = tmp_path_factory.mktemp("pretrain")
-    cfg = get_config("smoke", {"pretrain.root": str(root / "stills"), "pretrain.epochs": 2})
-    return cfg, root, run_pretrain(cfg, root / "out", progress=False)
+    cfg = get_config("smoke", {"pretrain.root": str(root / "stills"), "pretrain.epochs": 2,
+                               "pretrain.dir": str(root / "out")})
+    return cfg, root, run_pretrain(cfg, progress=False)
 
 
 def test_pretrain_writes_towers_that_a_video_model_loads(pretrained, monkeypatch):
@@ -76,6 +77,9 @@ def test_pretrain_writes_towers_that_a_video_model_loads(pretrained, monkeypatch
     assert [h["epoch"] for h in doc["history"]] == [1, 2]
     assert doc["history"][-1]["loss"] < doc["history"][0]["loss"]
     assert 0 <= doc["history"][-1]["zero_shot_acc"] <= 100
+    for attr in ("colour", "shape", "action"):
+        assert 0 <= doc["history"][-1][f"{attr}_acc"] <= 100
+    assert path.parent.parent == root / "out" and path.parent.name.startswith(cfg.model.arch + "-")
     assert not (path.parent / "state.pt").exists()  # the resume state goes once the towers are written
     towers = torch.load(path, weights_only=True)
     video = create_retrieval_model(cfg.model.arch, str(path), temporal_head="meanP").model
@@ -85,14 +89,22 @@ def test_pretrain_writes_towers_that_a_video_model_loads(pretrained, monkeypatch
     assert any(not torch.equal(fresh.clip.state_dict()[k], v) for k, v in towers.items())
     # a finished pretraining with the same settings is reused, not redone
     monkeypatch.setattr("mofkit.data.stills.ensure_stills", lambda *a, **k: pytest.fail("retrained"))
-    assert P.run_pretrain(cfg, root / "out", progress=False) == path
-    assert P.pretrained_done(get_config("smoke", {"pretrain.root": str(root / "stills")}), root / "out") is None
+    assert P.run_pretrain(cfg, progress=False) == path
+    other = get_config("smoke", {"pretrain.root": str(root / "stills"), "pretrain.dir": str(root / "out")})
+    assert P.pretrained_done(other) is None and P.pretrain_dir(other) != path.parent  # other epochs
+    # a run that names the towers "stills" gets them (and its own settings' pretraining)
+    named = get_config("smoke", {**{f"pretrain.{k}": v for k, v in (("root", str(root / "stills")),
+                                                                     ("epochs", 2), ("dir", str(root / "out")))},
+                                 "model.pretrained": "stills"})
+    assert P.resolve_model_config(named, progress=False).pretrained == str(path)
+    assert P.resolve_model_config(get_config("smoke")).pretrained is None
 
 
 def test_pretrain_resumes_after_its_last_finished_epoch(tmp_path, monkeypatch):
     from mofkit.train import pretrain as P
 
-    cfg = get_config("smoke", {"pretrain.root": str(tmp_path / "stills"), "pretrain.epochs": 2})
+    cfg = get_config("smoke", {"pretrain.root": str(tmp_path / "stills"), "pretrain.epochs": 2,
+                               "pretrain.dir": str(tmp_path / "out")})
     calls = []
     real = P.zero_shot_accuracy
 
@@ -104,12 +116,12 @@ def test_pretrain_resumes_after_its_last_finished_epoch(tmp_path, monkeypatch):
 
     monkeypatch.setattr(P, "zero_shot_accuracy", stop_after_first)
     with pytest.raises(KeyboardInterrupt):
-        P.run_pretrain(cfg, tmp_path / "out", progress=False)
-    state = torch.load(tmp_path / "out" / "pretrain" / "state.pt", weights_only=False)
+        P.run_pretrain(cfg, progress=False)
+    state = torch.load(P.pretrain_dir(cfg) / "state.pt", weights_only=False)
     assert state["epoch"] == 0 and len(state["history"]) == 1
     monkeypatch.setattr(P, "zero_shot_accuracy", real)
-    P.run_pretrain(cfg, tmp_path / "out", progress=False)
-    doc = json.loads((tmp_path / "out" / "pretrain" / "pretrain.json").read_text())
+    P.run_pretrain(cfg, progress=False)
+    doc = json.loads((P.pretrain_dir(cfg) / "pretrain.json").read_text())
     assert [h["epoch"] for h in doc["history"]] == [1, 2]
     assert doc["history"][0] == state["history"][0]  # epoch 1 was not trained again
 
@@ -128,7 +140,7 @@ def test_regimes_have_their_own_corpora_and_the_pretrained_start_its_learning_ra
     assert roots["longer short events"] == "data/synthetic-t2000_short_frames-4-6"
     assert corpus_root(cfg, {"synthetic.n_train": 250}) == "data/synthetic-t2000_n_train-250"
     over = regime_overrides(cfg, "pretrained start", tmp_path)
-    assert over["model.pretrained"] == str(tmp_path / "pretrain" / "towers.pt")
+    assert over["model.pretrained"] == "stills"
     assert (over["train.lr"], over["train.tower_lr"]) == (cfg.study.finetune_lr, cfg.study.finetune_tower_lr)
     assert over["train.eval_every"] == 0 and over["synthetic.n_test"] == 2000
     study = get_study(cfg, "regimes", tmp_path)

@@ -310,8 +310,10 @@ def cost_table(cfg, paths, k_values=None) -> "pd.DataFrame":
     from mofkit.data.preprocess import Preprocessor
     from mofkit.models import create_from_config
 
+    import dataclasses
+
     device = get_device(cfg.device)
-    bundle = create_from_config(cfg.model, device)
+    bundle = create_from_config(dataclasses.replace(cfg.model, pretrained=None), device)  # costs only
     pre = Preprocessor(bundle.image_size, bundle.mean, bundle.std)
     rows = []
     for k in k_values or cfg.study.k_values:

@@ -30,6 +30,9 @@ The architectures in ``configs/`` (JSON cannot hold comments, so they are descri
 * ``mof-tiny``: 64 px frames, 16 px patches (16 tokens), width 128, 4 heads, 3 layers per tower,
   MLP ratio 2, embed dim 128. The ``cpu`` profile's model; MLP ratio 2 instead of CLIP's 4 cuts a
   third of the FLOPs for a training step that fits 2 CPU cores.
+* ``mof-tiny-p8``: ``mof-tiny`` with 8 px patches (64 tokens at 64 px). The ``cpu`` profile's
+  model: at 16 px a patch holds most of an object and the tower tells colours, not shapes
+  (``mofkit.train.pretrain``).
 * ``mof-small``: 64 px frames, 8 px patches (64 tokens), width 256, 4 heads, 4 layers per tower,
   embed dim 256: a larger model for longer CPU or small GPU runs.
 
@@ -70,6 +73,9 @@ TINY_ARCHS = tuple(p.stem for p in sorted(CONFIG_DIR.glob("*.json"), key=_tiny_o
 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
+
+# model.pretrained's name for the towers of `mofkit pretrain` (resolved by the training side)
+STILLS_TAG = "stills"
 
 # Keys of OpenAI TorchScript state dicts that are metadata, not weights.
 _JIT_META_KEYS = ("input_resolution", "context_length", "vocab_size")
@@ -272,6 +278,10 @@ def resolve_pretrained(arch: str, pretrained: str, cache_dir: str | None = None)
     """
     if os.path.isfile(pretrained):
         return pretrained
+    if pretrained == STILLS_TAG:
+        raise ValueError(f"pretrained={STILLS_TAG!r} names the towers `mofkit pretrain` trains for a run's "
+                         f"config; a training run resolves it (mofkit.train.pretrain.resolve_model_config), "
+                         f"elsewhere pass their file: model.pretrained=<pretrain.dir>/{arch}-<digest>/towers.pt")
     tag_cfg = open_clip.get_pretrained_cfg(arch, pretrained)
     if not tag_cfg:
         if os.sep in pretrained or "/" in pretrained or pretrained.endswith(

@@ -171,7 +171,14 @@ class Trainer:
         from mofkit.data.preprocess import Preprocessor
         from mofkit.models import create_from_config
 
-        self.bundle = create_from_config(self.cfg.model, self.device)
+        from mofkit.train.pretrain import resolve_model_config
+
+        model_cfg = self.cfg.model
+        for turn in ((True,) if not self.info.enabled else (self.info.is_main, not self.info.is_main)):
+            if turn:  # rank 0 pretrains where needed, the others then read its towers
+                model_cfg = resolve_model_config(self.cfg, progress=self.progress)
+            D.barrier(self.info)
+        self.bundle = create_from_config(model_cfg, self.device)
         self.model = self.bundle.model
         self.compressor = None  # a frame compressor (compress.name): N decoded frames -> K, train and test
         if self.cfg.compress.name is not None:

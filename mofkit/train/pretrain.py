@@ -11,15 +11,26 @@ uses CLIP4Clip-like learning rates: the new modules faster than the towers (``tr
 Many stills show the same class (240 of them) and so carry the same meaning under different
 words; a batch's other stills of a caption's class are not its negatives: the targets of the
 contrastive loss spread evenly over the stills of the same class (CLIP's loss when every class is
-unique). Training resumes from the last finished epoch. The result is
-``<out>/pretrain/towers.pt`` with ``pretrain.json`` beside it (settings, per-epoch loss and
-zero-shot class accuracy on the held-out stills, seconds).
+unique). A small tower trained on that loss alone learns colour and little else: 8 colours
+tell most stills of a batch apart, so shape is never asked for. Linear colour, shape and action
+heads on the image embedding (``pretrain.attribute_weight``, dropped after pretraining) ask for
+all three, and the patch-8 tower (``mof-tiny-p8``: 64 tokens at 64 px where ``mof-tiny`` has 16)
+has the resolution to see shape. Each epoch ends with zero-shot accuracies on the held-out stills
+(each still's nearest of the 240 class prompts: is it the class, and does it name the still's
+colour, shape, action?); ``mofkit pretrain`` prints them and fails below ``pretrain.gate``.
+
+Training resumes from the last finished epoch. The result is
+``<pretrain.dir>/<arch>-<digest>/towers.pt`` (:func:`pretrain_dir`: one folder per settings) with
+``pretrain.json`` beside it (settings, per-epoch loss and zero-shot accuracies, seconds). A run
+with ``model.pretrained="stills"`` (the ``cpu`` profile's default) starts from it, and pretrains
+first where it does not exist yet (:func:`resolve_model_config`).
 
     python -m mofkit pretrain --profile cpu
 """
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -29,36 +40,50 @@ import torch
 import torch.nn.functional as F
 
 from mofkit.config import Config
+from mofkit.models.factory import STILLS_TAG as PRETRAINED_TAG  # model.pretrained naming these towers
 from mofkit.train.checkpoint import atomic_torch_save, atomic_write_text
 
 TOWERS_FILE = "towers.pt"
 ATTRIBUTES = ("colour", "shape", "action")
 
 
-def pretrain_dir(out: str | Path) -> Path:
-    return Path(out) / "pretrain"
-
-
-def pretrain_checkpoint(cfg: Config, out: str | Path) -> Path:
-    """Where ``mofkit pretrain`` writes (and the pretrained-start runs read) the towers."""
-    return pretrain_dir(out) / TOWERS_FILE
-
-
 def _identity(cfg: Config) -> dict:
     from mofkit.data.stills import FORMAT_VERSION
 
-    return json.loads(json.dumps({"pretrain": dataclasses.asdict(cfg.pretrain), "stills": FORMAT_VERSION,
+    p = {k: v for k, v in dataclasses.asdict(cfg.pretrain).items() if k not in ("dir", "gate")}
+    return json.loads(json.dumps({"pretrain": p, "stills": FORMAT_VERSION,
                                   "arch": cfg.model.arch, "context_length": cfg.model.context_length,
                                   "crop_scale": cfg.data.crop_scale}))
 
 
-def pretrained_done(cfg: Config, out: str | Path) -> dict | None:
-    """The finished pretraining's ``pretrain.json`` under ``out`` if it has ``cfg``'s settings."""
-    meta = pretrain_dir(out) / "pretrain.json"
-    if not meta.is_file() or not pretrain_checkpoint(cfg, out).is_file():
+def pretrain_dir(cfg: Config) -> Path:
+    """The folder of this config's pretraining: ``<pretrain.dir>/<arch>-<digest of its settings>``,
+    so that every run, notebook and study of the same settings shares one pretraining."""
+    digest = hashlib.sha1(json.dumps(_identity(cfg), sort_keys=True).encode()).hexdigest()[:10]
+    return Path(cfg.pretrain.dir) / f"{cfg.model.arch}-{digest}"
+
+
+def pretrain_checkpoint(cfg: Config) -> Path:
+    """Where ``mofkit pretrain`` writes (and ``model.pretrained="stills"`` runs read) the towers."""
+    return pretrain_dir(cfg) / TOWERS_FILE
+
+
+def pretrained_done(cfg: Config) -> dict | None:
+    """The finished pretraining's ``pretrain.json`` if this config's pretraining has finished."""
+    meta = pretrain_dir(cfg) / "pretrain.json"
+    if not meta.is_file() or not pretrain_checkpoint(cfg).is_file():
         return None
     doc = json.loads(meta.read_text())
     return doc if doc.get("settings") == _identity(cfg) else None
+
+
+def resolve_model_config(cfg: Config, *, progress: bool = True):
+    """``cfg.model`` with ``pretrained="stills"`` replaced by this config's towers file, pretraining
+    them first where they do not exist yet (the main job's first run does it once); any other
+    ``pretrained`` is returned as it is."""
+    if cfg.model.pretrained != PRETRAINED_TAG:
+        return cfg.model
+    return dataclasses.replace(cfg.model, pretrained=str(run_pretrain(cfg, progress=progress)))
 
 
 def attribute_labels(labels: np.ndarray | torch.Tensor) -> dict[str, np.ndarray]:
@@ -137,9 +162,9 @@ def gate_failures(accuracy: dict[str, float], gate: float) -> list[str]:
     return [a for a in ATTRIBUTES if accuracy[a] < gate]
 
 
-def run_pretrain(cfg: Config, out: str | Path, *, progress: bool = True) -> Path:
+def run_pretrain(cfg: Config, *, progress: bool = True) -> Path:
     """Pretrain ``cfg.model.arch``'s towers on the stills (or reuse a finished pretraining with the
-    same settings); returns the towers file for ``model.pretrained``."""
+    same settings, :func:`pretrain_dir`); returns the towers file for ``model.pretrained``."""
     from tqdm.auto import tqdm
 
     from mofkit.data.preprocess import Preprocessor
@@ -149,9 +174,9 @@ def run_pretrain(cfg: Config, out: str | Path, *, progress: bool = True) -> Path
     from mofkit.train.loop import _warmup_cosine
 
     p = cfg.pretrain
-    folder = pretrain_dir(out)
-    target = pretrain_checkpoint(cfg, out)
-    if pretrained_done(cfg, out) is not None:
+    folder = pretrain_dir(cfg)
+    target = pretrain_checkpoint(cfg)
+    if pretrained_done(cfg) is not None:
         return target
     ensure_stills(p.root, p, progress=progress)
     stills = load_stills(p.root)

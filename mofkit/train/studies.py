@@ -164,9 +164,9 @@ def regime_overrides(cfg: Config, regime: str, out: Path) -> dict[str, Any]:
         raise ValueError(f"regime {regime!r} needs the synthetic corpus (its settings or its "
                          f"families); profile {cfg.profile} reads {cfg.data.dataset}")
     if pretrained:
-        from mofkit.train.pretrain import pretrain_checkpoint
+        from mofkit.train.pretrain import PRETRAINED_TAG
 
-        over.update({"model.pretrained": str(pretrain_checkpoint(cfg, out)),
+        over.update({"model.pretrained": PRETRAINED_TAG,
                      "train.lr": cfg.study.finetune_lr, "train.tower_lr": cfg.study.finetune_tower_lr})
     return over
 
@@ -368,7 +368,7 @@ def run_study(cfg: Config, name: str, out: str | Path, *, progress: bool = True,
                 if need == "pretrain":
                     from mofkit.train.pretrain import run_pretrain
 
-                    run_pretrain(cfg, out, progress=progress)
+                    run_pretrain(cfg, progress=progress)
                 elif need in OWN_RUNS:
                     train_own_run(cfg, out, need, progress=progress)
             needs_done = needs_done or may_train
