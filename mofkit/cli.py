@@ -234,8 +234,15 @@ def _cmd_study(args) -> int:
     cfg = get_config(args.profile, parse_overrides(args.set))
     out = Path(args.out_dir or f"runs/{args.profile}")
     keep = None if args.no_keep else True
-    table = run_study(cfg, args.name, out, keep=keep, train_missing=not args.read_only)
     study = get_study(cfg, args.name, out)
+    labels = {s.get("label") for s in study.settings}
+    unknown = sorted(set(args.train_only or ()) - labels)
+    if unknown:
+        print(f"mofkit study: --train-only {', '.join(unknown)}: no such row in {args.name}; its rows: "
+              f"{', '.join(sorted(map(str, labels)))}", file=sys.stderr)
+        return 2
+    table = run_study(cfg, args.name, out, keep=keep, train_missing=not args.read_only,
+                      train_labels=args.train_only)
     if not study.keep:
         by = ("ablation", "value") if "ablation" in table else ("method", "K")
         print(f"\n{args.name}: {len(table)} runs, table {out / study.folder / 'results.csv'}\n")
@@ -452,6 +459,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="do not keep (or reuse) finished runs' small files under study.keep_dir")
     st.add_argument("--read-only", action="store_true",
                     help="train nothing: summarise the runs that are finished (kept or under --out-dir)")
+    st.add_argument("--train-only", nargs="+", default=None, metavar="LABEL",
+                    help="train only the settings with these row labels (e.g. uniform rand frozen oracle); "
+                         "the others are read where finished")
     st.set_defaults(fn=_cmd_study)
 
     pt = sub.add_parser("pretrain", help="train the towers CLIP-style on synthetic stills (the "

@@ -263,6 +263,15 @@ def test_the_study_command_summarises_what_is_finished_without_training(study_ro
     assert main(["study", "controls", "--profile", "smoke", "--read-only", "--out-dir", str(out / "none"),
                  "--results", str(out / "none"), "--no-keep", *sets[:-2]]) == 0
     assert "controls: 0 runs" in capsys.readouterr().out
+    # --train-only trains the named rows alone (the controls before MOF's rows may run) ...
+    only = out / "only"
+    assert main(["study", "controls", "--profile", "smoke", "--out-dir", str(only), "--results", str(only),
+                 "--no-keep", "--train-only", "uniform", *sets[:-2], "--set", "study.paired_seeds=[0]"]) == 0
+    assert "controls: 1 runs" in capsys.readouterr().out
+    assert len(list((only / "studies" / "base").iterdir())) == 1
+    # ... and a label the study does not have is refused, naming its rows
+    assert main(["study", "controls", "--profile", "smoke", "--train-only", "MOF (second order)"]) == 2
+    assert "no such row in controls" in capsys.readouterr().err
 
 
 def test_the_frame_step_cap_bounds_each_change_and_none_is_adam():

@@ -322,7 +322,7 @@ def _study_runs(cfg: Config, study: Study, out: Path):
 
 def run_study(cfg: Config, name: str, out: str | Path, *, progress: bool = True,
               keep: str | Path | None | bool = True, train_missing: bool = True,
-              train_seeds=None) -> pd.DataFrame:
+              train_seeds=None, train_labels=None) -> pd.DataFrame:
     """Train every (setting, seed) of a study, reusing finished runs; return its table.
 
     Args:
@@ -336,6 +336,8 @@ def run_study(cfg: Config, name: str, out: str | Path, *, progress: bool = True,
         train_seeds: the seeds whose missing runs are trained (None: every seed of the study); the
             other seeds' runs are read where finished (the main job trains one seed of the
             controls and shows every seed a study command has kept).
+        train_labels: the row labels whose missing runs are trained (None: every setting); the
+            others are read where finished (e.g. the controls without the MOF rows).
 
     Returns:
         One row per (setting, seed): ``setting``, ``seed``, ``method``, ``K``, the overrides, the
@@ -361,7 +363,8 @@ def run_study(cfg: Config, name: str, out: str | Path, *, progress: bool = True,
         if kept is not None:
             final, seconds, run_dir, device = kept["final"], kept["train_seconds"], keep_root / rel, kept.get("device", "")
         else:
-            may_train = train_missing and (train_seeds is None or run.train.seed in set(train_seeds))
+            may_train = train_missing and (train_seeds is None or run.train.seed in set(train_seeds)) \
+                and (train_labels is None or setting.get("label") in set(train_labels))
             if not may_train and paired.finished(run.out_dir) is None:
                 continue
             for need in study.needs if may_train and not needs_done else ():
