@@ -162,8 +162,9 @@ def final_metrics_table(runs: Mapping[str, str | os.PathLike]) -> pd.DataFrame:
         runs: label -> run folder (holding ``metrics.json``).
 
     Returns:
-        DataFrame indexed by label: K, train seconds, test videos, dropped videos and
-        ``<direction> <metric>`` columns.
+        DataFrame indexed by label: K, train seconds, test videos, dropped videos,
+        ``<direction> <metric>`` columns and, on the synthetic corpus, the attribute caption test's
+        win rates (``caption test colour`` / ``shape`` / ``action``, :mod:`mofkit.eval.probes`).
     """
     rows = []
     for label, folder in runs.items():
@@ -175,6 +176,8 @@ def final_metrics_table(runs: Mapping[str, str | os.PathLike]) -> pd.DataFrame:
         for direction in DIRECTIONS:
             for m in METRIC_KEYS:
                 row[f"{direction} {m}"] = round(fin[direction][m], 2)
+        for attr, rate in fin.get("caption_test", {}).items():  # synthetic corpus: win rates (%)
+            row[f"caption test {attr}"] = round(rate, 1)
         rows.append(row)
     return pd.DataFrame(rows).set_index("run")
 

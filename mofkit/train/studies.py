@@ -440,17 +440,29 @@ def timing_root(cfg: Config, runs: pd.DataFrame) -> str:
     return str(have[0] if have else roots[0])
 
 
-def regime_ceiling(root: str | Path, k: int) -> float:
-    """The information ceiling of t2v R@1 (:mod:`mofkit.eval.ceiling`) at K uniform frames on the
-    test split of the synthetic corpus at ``root``, in percent; NaN where the corpus is absent."""
+def regime_ceiling(root: str | Path, k: int) -> dict[str, float]:
+    """The information and colour-only ceilings of t2v R@1 (:mod:`mofkit.eval.ceiling`) at K
+    uniform frames on the test split of the synthetic corpus at ``root``, in percent
+    (``ceiling_t2v_R1``, ``colour_ceiling_t2v_R1``); NaN where the corpus is absent."""
     from mofkit.data.datasets import load_dataset
     from mofkit.data.synthetic import load_timeline
     from mofkit.eval.ceiling import information_ceiling
 
     if not (Path(root) / "corpus.json").is_file():
-        return float("nan")
+        return {"ceiling_t2v_R1": float("nan"), "colour_ceiling_t2v_R1": float("nan")}
     ids = load_dataset("synthetic", root, "test").video_ids
-    return information_ceiling(load_timeline(root), ids, k)["ceiling_t2v_R1"]
+    c = information_ceiling(load_timeline(root), ids, k)
+    return {key: c[key] for key in ("ceiling_t2v_R1", "colour_ceiling_t2v_R1")}
+
+
+def _add_ceilings(table: pd.DataFrame, runs: pd.DataFrame, frames) -> None:
+    """Both ceilings per row, at the frames each row reads (``frames``: one count per row)."""
+    roots = runs.groupby("regime")["data.root"].first()
+    cache = {}
+    for reg, n in {(reg, int(n)) for reg, n in zip(table["regime"], frames)}:
+        cache[(reg, n)] = regime_ceiling(roots[reg], n)
+    for col in ("ceiling_t2v_R1", "colour_ceiling_t2v_R1"):
+        table[col] = [cache[(reg, int(n))][col] for reg, n in zip(table["regime"], frames)]
 
 
 def summarise_study(cfg: Config, name: str, runs: pd.DataFrame, *, measure: bool = True) -> pd.DataFrame:
@@ -477,10 +489,7 @@ def summarise_study(cfg: Config, name: str, runs: pd.DataFrame, *, measure: bool
     table["profile"] = cfg.profile
     if cfg.data.dataset == "synthetic" and "data.root" in runs:
         # the best t2v R@1 the K uniform test frames allow on each regime's test videos
-        roots = runs.groupby("regime")["data.root"].first()
-        ceilings = {(reg, k): regime_ceiling(roots[reg], int(k))
-                    for reg, k in table[["regime", "K"]].drop_duplicates().itertuples(index=False)}
-        table["ceiling_t2v_R1"] = [ceilings[(reg, k)] for reg, k in zip(table["regime"], table["K"])]
+        _add_ceilings(table, runs, table["K"])
     if measure:
         root = timing_root(cfg, runs)
         speed = {k: measured_throughput(cfg, root, int(k)) for k in table["K"].unique()}
@@ -526,6 +535,9 @@ def summarise_compressors(cfg: Config, runs: pd.DataFrame, *, measure: bool = Tr
     tests = runs.groupby("regime")["n_test_videos"].first()
     table["n_test_videos"] = table["regime"].map(tests).astype(int)
     table["profile"] = cfg.profile
+    if cfg.data.dataset == "synthetic" and "data.root" in runs:
+        # the best t2v R@1 the frames each row reads allow: K uniform, or a compressor's N
+        _add_ceilings(table, runs, table["N"])
     if measure:
         root = timing_root(cfg, runs)
         speed = {}

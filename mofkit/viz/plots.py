@@ -266,7 +266,8 @@ def tradeoff_plot(df: pd.DataFrame, *, x: str = "gflops", y: str = "t2v_R1",
         err_col: column with the spread of ``y`` (error bars).
         title: axes title.
         ceiling: optional rows of :func:`mofkit.eval.ceiling.ceiling_table` (``K``,
-            ``ceiling_t2v_R1``): the information ceiling of uniform K frames, drawn dashed at the
+            ``ceiling_t2v_R1``, ``colour_ceiling_t2v_R1``): the information ceiling of uniform K
+            frames and the colour-only one (dotted), drawn at the
             cost of each K (the uniform rows' x), so the gap a better model could close shows.
 
     Returns:
@@ -299,11 +300,13 @@ def tradeoff_plot(df: pd.DataFrame, *, x: str = "gflops", y: str = "t2v_R1",
                         fontsize=FONT, color=f"C{c}")
     if ceiling is not None and len(ceiling):
         cost = {float(k[1]): stats[k][x][0] for k in stats}  # K -> x (the same for every method)
-        pts = sorted((cost[float(k)], v) for k, v in zip(ceiling["K"], ceiling["ceiling_t2v_R1"])
-                     if float(k) in cost)
-        if pts:
-            ax.plot(*zip(*pts), ls="--", color="0.35", marker="_", ms=12,
-                    label="information ceiling (uniform K)")
+        for col, ls, label in (("ceiling_t2v_R1", "--", "information ceiling (uniform K)"),
+                               ("colour_ceiling_t2v_R1", ":", "colour-only ceiling (uniform K)")):
+            if col not in ceiling:
+                continue
+            pts = sorted((cost[float(k)], v) for k, v in zip(ceiling["K"], ceiling[col]) if float(k) in cost)
+            if pts:
+                ax.plot(*zip(*pts), ls=ls, color="0.35", marker="_", ms=12, label=label)
     ax.set_xlabel(metric_label(x), fontsize=FONT + 1)
     ax.set_ylabel(metric_label(y), fontsize=FONT + 1)
     ax.tick_params(labelsize=FONT)

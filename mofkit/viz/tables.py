@@ -98,7 +98,9 @@ def _paired_document(df: pd.DataFrame, directions, label) -> str:
                  f"sample sd over seeds; differences paired over seeds, 95 % BCa bootstrap interval "
                  f"over test queries, ▲/▼ where it excludes zero")
     if "ceiling_t2v_R1" in df and df["ceiling_t2v_R1"].notna().any():
-        parts.append("ceiling: the best t2v R@1 the K uniform test frames allow (`mofkit ceiling`)")
+        parts.append("ceiling: the best t2v R@1 the frames a row reads allow (K uniform frames, N for a "
+                     "compressor; `mofkit ceiling`); colour-only: the same for a scorer that sees only "
+                     "the frames' colours, in no order")
     if "device" in df:
         parts.append(f"trained on: {'; '.join(sorted(set('; '.join(df['device'].astype(str)).split('; '))))}")
     if "videos_per_s_device" in df:
@@ -230,7 +232,9 @@ def paired_markdown(summary: pd.DataFrame, *, directions=("t2v", "v2t"),
         head.append(f"{d} R@1")
         head += [f"{d} vs {b} (95 % CI)" for b in baselines if f"{d}_vs_{b}" in summary]
     ceiling = "ceiling_t2v_R1" in summary and summary["ceiling_t2v_R1"].notna().any()
-    head += (["ceiling t2v R@1"] if ceiling else []) + ["GFLOPs/video", "videos/s (end to end)", "train s"]
+    colour = ceiling and "colour_ceiling_t2v_R1" in summary
+    head += (["ceiling t2v R@1"] if ceiling else []) + (["colour-only ceiling"] if colour else []) + \
+        ["GFLOPs/video", "videos/s (end to end)", "train s"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for _, r in summary.iterrows():
         cells = ([str(r["regime"])] if has_regime else []) + [str(r["method"]), str(int(r["K"]))] + \
@@ -241,6 +245,8 @@ def paired_markdown(summary: pd.DataFrame, *, directions=("t2v", "v2t"),
             cells += [_ci(r, f"{d}_vs_{b}") for b in baselines if f"{d}_vs_{b}" in summary]
         if ceiling:
             cells.append(f"{r['ceiling_t2v_R1']:.1f}" if pd.notna(r["ceiling_t2v_R1"]) else "")
+        if colour:
+            cells.append(f"{r['colour_ceiling_t2v_R1']:.1f}" if pd.notna(r["colour_ceiling_t2v_R1"]) else "")
         cells.append(f"{r['gflops']:.3f}" if "gflops" in r and pd.notna(r["gflops"]) else "")
         cells.append(f"{r['videos_per_s']:.0f}" if "videos_per_s" in r and pd.notna(r["videos_per_s"]) else "")
         cells.append(f"{r['train_seconds']:.0f}" if "train_seconds" in r and pd.notna(r["train_seconds"]) else "")
@@ -283,6 +289,8 @@ def paired_findings(summary: pd.DataFrame, *, methods=None, baselines=("uniform"
             seeds = int(r.get(f"paired_seeds_vs_{baselines[0]}", r["seeds"]))
             ceiling = (f" of a ceiling of {r['ceiling_t2v_R1']:.1f}"
                        if direction == "t2v" and pd.notna(r.get("ceiling_t2v_R1", float("nan"))) else "")
+            if ceiling and pd.notna(r.get("colour_ceiling_t2v_R1", float("nan"))):
+                ceiling += f", colour-only {r['colour_ceiling_t2v_R1']:.1f}"
             name = (regime if len(methods) == 1 else f"{regime}, {method}") if several else \
                 (method if len(methods) > 1 or not regime else regime)
             lines.append(f"- {name or 'all'} ({seeds} seeds, {direction} R@1 {r[f'{direction}_R1']:.1f}"
