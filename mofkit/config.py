@@ -177,6 +177,7 @@ class StudyConfig:
                                     "slots hard (MOF amortised)", "slots soft (distilled)")  # the compressors study's compressors (mofkit.train.studies.COMPRESSORS), in run order
     compressor_k_values: tuple[int, ...] = (16, 5, 6, 8)  # the compressors study's uniform K at higher cost (besides data.num_frames)
     compressor_corpora: tuple[str, ...] = ("static", "camera")  # its corpora (mofkit.train.studies.COMPRESSOR_CORPORA)
+    eval_every: int = 2  # the paired studies' runs evaluate every this many epochs and at the end (0: at the end only), so metrics.json shows how each run converged
     keep_dir: str | None = None  # where paired studies keep finished runs' small files (None: nowhere)
     results_dir: str | None = None  # where `mofkit study` writes a paired study's summary CSV (None: the results folder)
 
@@ -321,16 +322,26 @@ def smoke() -> Config:
 def cpu() -> Config:
     """The default main job: the synthetic corpus and a CPU-sized model, minutes per run on 2 cores.
 
-    A uniform run takes about 2 minutes; a MOF run about 6 (its meta epoch costs about 10 base
-    epochs, so it runs every other epoch and on N = 16 whole-video frames). The notebooks run one
-    seed of the K sweep; ``benchmarks/tradeoff.py`` runs the three-seed tables.
+    The towers start from ``mofkit pretrain`` (``model.pretrained="stills"``, pretrained once and
+    reused): the patch-8 tiny model (``mof-tiny-p8``) trained on captioned stills with colour,
+    shape and action heads, so that the video model reads shape and motion, not only colour (the
+    16-pixel-patch model trained from scratch matched colours and little else). Fine-tuning is
+    CLIP4Clip-like: the new modules at ``train.lr``, the towers ten times slower, 10 epochs, batches
+    of whole hard-negative families. MOF's meta epoch costs about five base epochs at N = 16, so
+    it runs every other epoch.
     """
     return Config(
         profile="cpu", out_dir="runs/cpu",
+        model=ModelConfig(arch="mof-tiny-p8", pretrained="stills"),
+        train=TrainConfig(epochs=10, lr=1e-3, tower_lr=1e-4, family_batches=True, eval_every=1),
         mof=MOFConfig(meta_frames=16, meta_every=2, frame_lr=3e-2),
+        pretrain=PretrainConfig(epochs=6),
         study=StudyConfig(seeds=(0,), ablation_seeds=(0, 1), ablation_epochs=4,
                           meta_frames_values=(8,), alpha_values=(1e-3, 1e-1),
                           frame_lr_values=(8e-4,), paired_seeds=(0, 1, 2, 3, 4), test_videos=2000,
+                          compressors=("segment_deviation", "slots soft", "slots hard",
+                                       "slots soft (MOF amortised)", "keyframes", "segment_max",
+                                       "segment_mean"),
                           keep_dir="docs/results/runs/cpu", results_dir="docs/results"),
     )
 

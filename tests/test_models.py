@@ -1,4 +1,5 @@
 """Model factory, temporal heads, retrieval model and the properties MOF's meta step relies on."""
+import dataclasses
 import math
 import socket
 import time
@@ -72,9 +73,13 @@ def test_small_archs_are_registered_with_open_clip_smallest_first():
 
 def test_profiles_build_their_models():
     smoke = create_from_config(get_config("smoke").model)
-    cpu = create_from_config(get_config("cpu").model)
+    model = get_config("cpu").model
+    assert model.pretrained == "stills"  # the towers of `mofkit pretrain`, which a training run resolves
+    with pytest.raises(ValueError, match="mofkit pretrain"):
+        create_from_config(model)
+    cpu = create_from_config(dataclasses.replace(model, pretrained=None))
     assert (smoke.arch, smoke.image_size) == ("mof-tiny-32", get_config("smoke").data.decode_size)
-    assert (cpu.arch, cpu.image_size) == ("mof-tiny", get_config("cpu").data.decode_size)
+    assert (cpu.arch, cpu.image_size) == ("mof-tiny-p8", get_config("cpu").data.decode_size)
     assert cpu.tokenizer(["a caption"]).shape == (1, get_config("cpu").model.context_length)
 
 

@@ -142,7 +142,7 @@ def test_regimes_have_their_own_corpora_and_the_pretrained_start_its_learning_ra
     over = regime_overrides(cfg, "pretrained start", tmp_path)
     assert over["model.pretrained"] == "stills"
     assert (over["train.lr"], over["train.tower_lr"]) == (cfg.study.finetune_lr, cfg.study.finetune_tower_lr)
-    assert over["train.eval_every"] == 0 and over["synthetic.n_test"] == 2000
+    assert over["train.eval_every"] == cfg.study.eval_every == 2 and over["synthetic.n_test"] == 2000
     study = get_study(cfg, "regimes", tmp_path)
     assert study.needs == ("pretrain",) and study.seeds == (0, 1, 2, 3, 4)
     assert {s["regime"] for s in study.settings} == set(REGIMES)

@@ -77,6 +77,25 @@ def pretrained_done(cfg: Config) -> dict | None:
     return doc if doc.get("settings") == _identity(cfg) else None
 
 
+def pretrain_history(cfg: Config):
+    """Per-epoch loss and zero-shot accuracies (%) of this config's finished pretraining, as a
+    DataFrame (``epoch``, ``loss``, ``class``, ``colour``, ``shape``, ``action``, ``seconds``); its
+    ``attrs["gate"]`` says whether the last epoch passed ``pretrain.gate``. None when the config
+    starts from no pretraining of this stage or it has not finished."""
+    import pandas as pd
+
+    if cfg.model.pretrained != PRETRAINED_TAG:
+        return None
+    doc = pretrained_done(cfg)
+    if doc is None:
+        return None
+    df = pd.DataFrame(doc["history"]).rename(columns={"zero_shot_acc": "class",
+                                                      **{f"{a}_acc": a for a in ATTRIBUTES}})
+    df.attrs["gate"] = {"threshold": cfg.pretrain.gate,
+                        "failed": gate_failures(df.iloc[-1].to_dict(), cfg.pretrain.gate)}
+    return df
+
+
 def resolve_model_config(cfg: Config, *, progress: bool = True):
     """``cfg.model`` with ``pretrained="stills"`` replaced by this config's towers file, pretraining
     them first where they do not exist yet (the main job's first run does it once); any other

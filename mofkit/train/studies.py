@@ -12,7 +12,7 @@ command::
 
 The paired studies (``controls``, ``regimes``) test on a corpus of their own with
 ``study.test_videos`` test videos (2,000 at ``cpu``: one seed's R@1 then has a standard error under
-a point), evaluate once at the end, and train ``study.paired_seeds``. Where ``study.keep_dir`` is
+a point), evaluate every ``study.eval_every`` epochs and at the end, and train ``study.paired_seeds``. Where ``study.keep_dir`` is
 set (``cpu``: ``docs/results/runs/cpu``), every finished run's ``config.json``, ``metrics.json`` and
 ``ranks.npz`` are kept there, a few kB each, so that a clone resumes a study where another machine
 left it and the paired statistics can be recomputed from committed files
@@ -151,7 +151,7 @@ def corpus_root(cfg: Config, corpus: dict[str, Any]) -> str:
 
 def regime_overrides(cfg: Config, regime: str, out: Path) -> dict[str, Any]:
     """Overrides of every run of a regime: its corpus (synthetic settings and folder, the study's
-    test split), one evaluation at the end, and for ``pretrained start`` the towers of
+    test split), evaluations every ``study.eval_every`` epochs, and for ``pretrained start`` the towers of
     ``mofkit pretrain`` with the fine-tuning learning rates ``study.finetune_lr`` (new modules) and
     ``study.finetune_tower_lr`` (towers)."""
     if regime not in REGIMES:
@@ -272,8 +272,8 @@ def compressors(cfg: Config, out: Path) -> Study:
 
 def _corpus_overrides(cfg: Config, corpus: dict[str, Any]) -> dict[str, Any]:
     """Overrides that put a run on a paired study's corpus: its synthetic settings and folder, the
-    study's test split, one evaluation at the end."""
-    over: dict[str, Any] = {"train.eval_every": 0}
+    study's test split, evaluations every ``study.eval_every`` epochs and at the end."""
+    over: dict[str, Any] = {"train.eval_every": cfg.study.eval_every}
     if cfg.data.dataset == "synthetic":
         over.update(corpus)
         if cfg.study.test_videos:
