@@ -100,6 +100,21 @@ def test_pretrain_writes_towers_that_a_video_model_loads(pretrained, monkeypatch
     assert P.resolve_model_config(get_config("smoke")).pretrained is None
 
 
+def test_the_pretrain_command_prints_the_attribute_accuracies_and_its_gate(pretrained, capsys):
+    from mofkit.cli import main
+
+    cfg, root, path = pretrained
+    sets = ["--set", f"pretrain.root={root / 'stills'}", "--set", "pretrain.epochs=2",
+            "--set", f"pretrain.dir={root / 'out'}"]
+    assert main(["pretrain", "--profile", "smoke", *sets, "--set", "pretrain.gate=0"]) == 0
+    out = capsys.readouterr().out
+    assert "colour" in out and "shape" in out and "action" in out and "gate (0 % for each attribute): passed" in out
+    assert str(path) in out
+    # the same towers (the gate is no setting of theirs) fail a gate no tower can pass: exit code 1
+    assert main(["pretrain", "--profile", "smoke", *sets, "--set", "pretrain.gate=100.5"]) == 1
+    assert "FAILED for colour, shape, action" in capsys.readouterr().out
+
+
 def test_pretrain_resumes_after_its_last_finished_epoch(tmp_path, monkeypatch):
     from mofkit.train import pretrain as P
 
