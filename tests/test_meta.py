@@ -120,3 +120,40 @@ def test_batch_mismatch_is_named(toy):
     tokens, x, v = _batch()
     with pytest.raises(ValueError, match="batch sizes differ"):
         hypergradient(toy, _loss, tokens[:2], x, v, alpha=0.5)
+
+
+def test_frames_move_by_frame_lr_at_the_paper_alpha(tmp_path):
+    """At alpha = 1e-7 a pixel's hypergradient is under Adam's eps of 1e-8 (about 1e-10 on ViT-B-32 at
+    224 px, a few 1e-9 on this tiny model); the frame optimiser's default (eps relative to each
+    video's gradient scale) still moves every pixel by frame_lr in a first frame update, where
+    torch's absolute eps moves it by lr * |g| / (|g| + eps), about 1 % of it on ViT-B-32."""
+    import numpy as np
+
+    from mofkit.bilevel.bank import FrameBank
+    from mofkit.config import get_config
+    from mofkit.models import contrastive_loss, create_retrieval_model
+
+    torch.manual_seed(0)
+    bundle = create_retrieval_model("mof-tiny-32", None)
+    model = bundle.model.eval()
+    m = get_config("paper").mof
+    assert m.alpha == 1e-7 and m.frame_eps_scale == "row"
+    g = torch.Generator().manual_seed(0)
+    b, k, n, s = 4, 2, 6, bundle.image_size
+    tokens = bundle.tokenizer([f"caption number {i}" for i in range(b)])
+    x, v = torch.randn(b, k, 3, s, s, generator=g), torch.randn(b, n, 3, s, s, generator=g)
+    res = hypergradient(model, contrastive_loss, tokens, x, v, alpha=m.alpha)
+    assert 0 < res.grad.abs().mean() < m.frame_eps  # eps dominates (ViT-B-32 at 224 px: ~1e-10)
+    change = {}
+    for eps_scale in ("row", "absolute"):
+        bank = FrameBank.create(tmp_path / eps_scale, [f"v{i}" for i in range(b)], k, s,
+                                init=lambda rows: x[torch.from_numpy(rows)])
+        bank.accumulate(np.arange(b), res.grad)
+        stats = bank.step_accumulated(lr=m.frame_lr, betas=tuple(m.frame_betas), eps=m.frame_eps,
+                                      eps_scale=eps_scale, max_change=m.frame_step_cap)
+        change[eps_scale] = stats["mean_abs_change"]
+    assert change["row"] == pytest.approx(m.frame_lr, rel=0.02)
+    # torch's Adam: lr * |g| / (|g| + eps), a fraction that falls with alpha
+    expect = (m.frame_lr * res.grad.abs() / (res.grad.abs() + m.frame_eps)).mean().item()
+    assert change["absolute"] == pytest.approx(expect, rel=0.02)
+    assert change["absolute"] < 0.5 * m.frame_lr

@@ -488,8 +488,13 @@ class Trainer:
 
 def _check_resumable(saved: Config, cfg: Config, path: Path) -> None:
     """A checkpoint may be resumed with more epochs or another device, not with another setup."""
+    from mofkit.train.tasks import settings_not_read
+
     a, b = saved.to_dict(), cfg.to_dict()
     for d in (a, b):
+        for key in settings_not_read(cfg):  # e.g. the frame optimiser's newer options, for a baseline
+            section, leaf = key.split(".")
+            d[section].pop(leaf, None)
         # What may change between sessions of one run: its length, where and how it runs.
         for key in ("device", "out_dir", "profile", "study"):
             d.pop(key, None)

@@ -23,6 +23,7 @@ from typing import Any
 
 from mofkit.config import Config
 from mofkit.eval.stats import RANKS_FILE
+from mofkit.train.tasks import settings_not_read
 
 KEPT_FILES = ("config.json", "metrics.json", RANKS_FILE)
 # what may differ between two runs that are the same run: where they write and read caches, on
@@ -36,8 +37,10 @@ def run_identity(cfg: Config | dict) -> dict[str, Any]:
     """The settings that make a run what it is (``cfg`` without :data:`_NOT_THE_RUN`), JSON-like.
 
     A stored config is read through :meth:`Config.from_dict`, so a setting added to the kit since
-    the run was kept counts at its default (new settings default to the behaviour before them); a
-    stored key the kit no longer knows leaves the dict as stored, which then matches no config.
+    the run was kept counts at its default (new settings default to the behaviour before them, or
+    are read at that behaviour: ``mofkit.config.BEFORE_ADDED``); a stored key the kit no longer
+    knows leaves the dict as stored, which then matches no config. Settings the run's task never
+    reads (:func:`mofkit.train.tasks.settings_not_read`) are left out.
     """
     if not isinstance(cfg, Config):
         try:
@@ -45,7 +48,7 @@ def run_identity(cfg: Config | dict) -> dict[str, Any]:
         except (KeyError, ValueError, TypeError, AttributeError):
             pass
     d = json.loads(json.dumps(cfg.to_dict() if isinstance(cfg, Config) else cfg, default=list))
-    for key in _NOT_THE_RUN:
+    for key in _NOT_THE_RUN + (settings_not_read(cfg) if isinstance(cfg, Config) else ()):
         *parents, leaf = key.split(".")
         node = d
         for p in parents:

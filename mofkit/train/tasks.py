@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from mofkit.bilevel.adam import EPS_SCALES
 from mofkit.bilevel.bank import step_lr
 from mofkit.train import distributed as D
 from mofkit.train.banks import bank_placement
@@ -177,6 +178,12 @@ class MOFTask(Task):
         m = self.cfg.mof
         return step_lr(m.frame_lr, self.frame_steps, m.frame_lr_step, m.frame_lr_gamma)
 
+    def frame_adam(self) -> dict[str, Any]:
+        """The frame optimiser's settings other than the learning rate (bank step keywords)."""
+        m = self.cfg.mof
+        return {"betas": tuple(m.frame_betas), "eps": m.frame_eps, "eps_scale": m.frame_eps_scale,
+                "max_change": m.frame_step_cap}
+
     def compressed_frames(self, rows: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
         """Bank frames of these training rows, minus rows holding non-finite values."""
         x = self.bank.read(rows)  # (B, K, 3, S, S) float32
@@ -210,8 +217,7 @@ class MOFTask(Task):
         rows_ok, grad = kept[finite], res.grad[torch.from_numpy(finite)].float().cpu()
         if len(rows_ok):
             if apply_now:
-                skipped = self.bank.step_rows(rows_ok, grad, lr=self.frame_lr(),
-                                              betas=tuple(m.frame_betas), max_change=m.frame_step_cap)
+                skipped = self.bank.step_rows(rows_ok, grad, lr=self.frame_lr(), **self.frame_adam())
             else:
                 skipped = self.bank.accumulate(rows_ok, grad)
             if len(skipped):
@@ -220,7 +226,7 @@ class MOFTask(Task):
 
     def meta_epoch(self, epoch: int) -> dict:
         """Accumulate every training video's hypergradient, then one Adam step on all frames."""
-        tr, m, t = self.trainer, self.cfg.mof, self.cfg.train
+        tr, t = self.trainer, self.cfg.train
         info = tr.info
         mine = self.shared.meta_batches(epoch, tr.batch_groups)  # every video once, on one rank
         loader = tr.data.train_loader(mine, epoch, with_meta=True, frames=False)
@@ -231,8 +237,7 @@ class MOFTask(Task):
             if out is not None:
                 l1.append(out[0])
                 l2.append(out[1])
-        stats = self.shared.step_accumulated(lr=self.frame_lr(), betas=tuple(m.frame_betas),
-                                             max_change=m.frame_step_cap)
+        stats = self.shared.step_accumulated(lr=self.frame_lr(), **self.frame_adam())
         self.frame_steps += 1
         out = {"meta_loss_compressed": D.all_reduce_mean(float(np.mean(l1)) if l1 else float("nan"),
                                                          info, tr.device),
@@ -470,10 +475,28 @@ def task_name(cfg: "Config") -> str:
         raise ValueError(f"mof.update={cfg.mof.update!r}: use 'epoch' (one frame update per meta "
                          f"epoch), 'batch' (interleaved with the base steps) or 'none' (a frozen "
                          f"bank, a control)")
+    if cfg.mof.frame_eps_scale not in EPS_SCALES:
+        raise ValueError(f"mof.frame_eps_scale={cfg.mof.frame_eps_scale!r}: use 'row' (frame_eps relative "
+                         f"to each video's gradient scale) or 'absolute' (torch's Adam)")
     if cfg.mof.init == "oracle" and cfg.data.dataset != "synthetic":
         raise ValueError("mof.init='oracle' takes frames inside the captioned events, which only the "
                          "synthetic corpus records; use 'uniform' or 'train_crop'")
     return names[cfg.mof.update]
+
+
+FRAME_STEP_TASKS = ("mof", "mof-batch")  # the tasks whose frames the frame optimiser moves
+_FRAME_OPTIMISER_ADDED = ("mof.frame_eps", "mof.frame_eps_scale")  # frame Adam settings added later
+
+
+def settings_not_read(cfg: "Config") -> tuple[str, ...]:
+    """Dotted keys of settings that ``cfg``'s task never reads, among those added to the kit after
+    runs were kept: two runs that differ only in them are the same run (a baseline run is not
+    trained again because the frame optimiser gained an option). Empty for an invalid config."""
+    try:
+        name = task_name(cfg)
+    except ValueError:
+        return ()
+    return () if name in FRAME_STEP_TASKS else _FRAME_OPTIMISER_ADDED
 
 
 def create_task(trainer: "Trainer", name: str | None = None) -> Task:
