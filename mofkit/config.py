@@ -106,8 +106,8 @@ class MOFConfig:
     fd_eps: float = 1e-2  # finite-difference radius, relative to the weights' norm over dL2/dw' norm
     frame_lr: float = 8e-4  # Adam learning rate on the frames (reference 8e-4)
     frame_betas: tuple[float, float] = (0.5, 0.999)  # Adam betas on the frames (reference)
-    frame_eps: float = 1e-8  # Adam epsilon on the frames (torch's default); how it is read: frame_eps_scale
-    frame_eps_scale: str = "row"  # row (default): frame_eps times each video's gradient scale (RMS of its bias-corrected second moment), so a frame step moves pixels by about frame_lr whatever the hypergradient's size (it scales with alpha: ~1e-10 per pixel at the paper's 1e-7) | absolute: torch's Adam, as runs before this option (steps shrink to ~grad/eps * frame_lr once gradients fall under frame_eps)
+    frame_eps: float = 1e-3  # Adam epsilon on the frames, read as frame_eps_scale says: with row, a pixel whose gradient is under 1e-3 of its video's RMS moves less than frame_lr (rounding noise is not blown up to full steps); runs before these options had 1e-8 absolute
+    frame_eps_scale: str = "row"  # row (default): frame_eps times each video's gradient scale (RMS of its bias-corrected second moment), so a frame step moves pixels by about frame_lr whatever the hypergradient's size (it scales with alpha: ~1e-10 per pixel at the paper's 1e-7) | absolute: torch's Adam (with frame_eps=1e-8: the runs before this option; steps shrink to about |grad| / eps * frame_lr once gradients fall under frame_eps)
     frame_step_cap: float | None = None  # cap on a pixel's change per frame step (normalised units; None: Adam's step): lets a large frame_lr move frames far over many steps, never far in one
     frame_lr_step: int = 30  # StepLR period in frame-optimiser steps (reference 30; one step per epoch)
     frame_lr_gamma: float = 0.5  # StepLR factor (reference 0.5)
@@ -219,7 +219,7 @@ class Config:
 # Settings added with a default that changes what a run does, and the value that keeps the
 # behaviour from before them: a stored config (checkpoint, metrics, kept run) without the key was
 # trained that way, and is read so.
-BEFORE_ADDED: dict[str, Any] = {"mof.frame_eps_scale": "absolute"}
+BEFORE_ADDED: dict[str, Any] = {"mof.frame_eps_scale": "absolute", "mof.frame_eps": 1e-8}
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -247,8 +247,9 @@ def test_runs_kept_before_the_relative_frame_eps_keep_what_they_ran_with():
         now = get_config("cpu", overrides)
         old = now.to_dict()
         del old["mof"]["frame_eps_scale"], old["mof"]["frame_eps"]
-        assert Config.from_dict(old).mof.frame_eps_scale == "absolute"
-        assert now.mof.frame_eps_scale == "row"
+        assert (Config.from_dict(old).mof.frame_eps_scale, Config.from_dict(old).mof.frame_eps) == \
+            ("absolute", 1e-8)
+        assert (now.mof.frame_eps_scale, now.mof.frame_eps) == ("row", 1e-3)
         assert same_run(old, now) is same, overrides
         # a checkpoint resumes under the same rule; a MOF one says which setting differs
         if same:

@@ -238,9 +238,10 @@ def test_two_gloo_processes_on_their_own_shards_match_one(tmp_path):
         torch.testing.assert_close(a["model"][k], b["model"][k], rtol=1e-4, atol=1e-5, msg=k)
     fa, fb = _restore(a["bank"]), _restore(b["bank"])
     rows = np.arange(fa.num_videos)
-    # Adam's first steps are close to lr * sign(g): pixels whose hypergradient is ~0 turn
-    # summation-order rounding (gloo all-reduce vs one process) into ~1e-4 of the frame lr.
-    torch.testing.assert_close(fa.read(rows), fb.read(rows), rtol=1e-4, atol=2e-4)
+    # Adam's first steps are close to lr * sign(g): pixels whose hypergradient is near the frame
+    # optimiser's eps (1e-3 of their video's RMS gradient) turn summation-order rounding (two
+    # processes vs one) into up to about 1 % of the frame lr (a handful of pixels).
+    torch.testing.assert_close(fa.read(rows), fb.read(rows), rtol=1e-4, atol=1e-3)
     ha = json.loads((one.out_dir / "metrics.json").read_text())["history"]
     hb = json.loads((two / "metrics.json").read_text())["history"]
     for e in (0, 1):

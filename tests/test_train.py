@@ -123,9 +123,10 @@ def test_two_gloo_processes_match_one(smoke_root, mof):
         fa = FrameBank.restore(load_checkpoint(one.out_dir / "checkpoint.pt")["bank"])
         fb = FrameBank.restore(load_checkpoint(smoke_root / f"two{mof}" / "checkpoint.pt")["bank"])
         rows = np.arange(fa.num_videos)
-        # Adam's first steps are close to lr * sign(g): pixels whose hypergradient is ~0 turn
-        # summation-order rounding (gloo all-reduce vs one process) into ~1e-4 of the frame lr.
-        torch.testing.assert_close(fa.read(rows), fb.read(rows), rtol=1e-4, atol=2e-4)
+        # Adam's first steps are close to lr * sign(g): pixels whose hypergradient is near the
+        # frame optimiser's eps (1e-3 of their video's RMS gradient) turn summation-order rounding
+        # (two processes vs one) into up to about 1 % of the frame lr (a handful of pixels).
+        torch.testing.assert_close(fa.read(rows), fb.read(rows), rtol=1e-4, atol=1e-3)
         sa = json.loads((one.out_dir / "metrics.json").read_text())["history"][0]
         sb = json.loads((smoke_root / f"two{mof}" / "metrics.json").read_text())["history"][0]
         assert sa["frames_rows_updated"] == sb["frames_rows_updated"] == fa.num_videos
