@@ -103,6 +103,7 @@ class MOFConfig:
     alpha: float = 1e-2  # inner (virtual) step size w' = w - alpha * dL1/dw; reference 1.0 (overshoots here)
     meta_batch_size: int | None = None  # videos per meta step (per rank); None: train batch / world size
     hypergrad: str = "exact"  # exact (second order through one virtual step) | fd (finite differences)
+    meta_chunk: int = 0  # videos per piece of the meta step's N-frame pass (0: the whole meta batch at once); the same hypergradient to float rounding, at one more N-frame forward, with one piece's memory
     fd_eps: float = 1e-2  # finite-difference radius, relative to the weights' norm over dL2/dw' norm
     frame_lr: float = 8e-4  # Adam learning rate on the frames (reference 8e-4)
     frame_betas: tuple[float, float] = (0.5, 0.999)  # Adam betas on the frames (reference)
@@ -361,7 +362,7 @@ def paper() -> Config:
                           context_length=32),
         train=TrainConfig(epochs=5, batch_size=64, lr=1e-4, tower_lr=1e-7, weight_decay=0.2,
                           precision="auto", eval_batch_size=128),
-        mof=MOFConfig(enabled=True, meta_frames=32, alpha=1e-7, frame_lr=8e-4),
+        mof=MOFConfig(enabled=True, meta_frames=32, alpha=1e-7, frame_lr=8e-4, meta_chunk=16),
     )
 
 

@@ -209,7 +209,7 @@ class MOFTask(Task):
         tr.model.eval()  # the meta step sees no dropout and changes no weight
         res = hypergradient(tr.model, contrastive_loss, tokens[keep].to(tr.device), x, v,
                             alpha=m.alpha, method=m.hypergrad, fd_eps=m.fd_eps,
-                            autocast=autocast(tr.device, tr.precision))
+                            autocast=autocast(tr.device, tr.precision), chunk=m.meta_chunk)
         tr.model.train(was_training)
         finite = res.finite.cpu().numpy()
         if not finite.all():
@@ -420,7 +420,8 @@ class AmortisedCompressTask(CompressTask):
             res = amortised_hypergradient(tr.model, tr.compressor_net, contrastive_loss,
                                           batch["tokens"].to(tr.device), x, whole, alpha=m.alpha,
                                           method=m.hypergrad, fd_eps=m.fd_eps,
-                                          autocast=autocast(tr.device, tr.precision))
+                                          autocast=autocast(tr.device, tr.precision),
+                                          chunk=m.meta_chunk)
             tr.model.train(was_training)
             if not bool(res.finite.all()):
                 tr.report_nonfinite(batch["index"].numpy()[~res.finite.cpu().numpy()], "hypergradient")
@@ -475,6 +476,9 @@ def task_name(cfg: "Config") -> str:
         raise ValueError(f"mof.update={cfg.mof.update!r}: use 'epoch' (one frame update per meta "
                          f"epoch), 'batch' (interleaved with the base steps) or 'none' (a frozen "
                          f"bank, a control)")
+    if cfg.mof.meta_chunk < 0:
+        raise ValueError(f"mof.meta_chunk={cfg.mof.meta_chunk}: videos per piece of the meta step's "
+                         f"N-frame pass, or 0 for the whole meta batch at once")
     if cfg.mof.frame_eps_scale not in EPS_SCALES:
         raise ValueError(f"mof.frame_eps_scale={cfg.mof.frame_eps_scale!r}: use 'row' (frame_eps relative "
                          f"to each video's gradient scale) or 'absolute' (torch's Adam)")
