@@ -76,9 +76,15 @@ def test_resume_ends_with_the_same_weights(smoke_root, mof):
 
 
 def test_mof_moves_frames_and_logs_both_losses(smoke_root):
+    from mofkit.train.loop import Trainer
+
     cfg = _cfg(smoke_root, "mof", **{"train.epochs": 2, "mof.enabled": True,
                                      "mof.frame_lr": 0.05})
-    res = train(cfg, progress=False)
+    trainer = Trainer(cfg, progress=False)
+    res = trainer.fit()
+    # the loaders decode no K frames: the base step reads them from the bank (ahead of the step)
+    assert set(trainer.data._clips) == {(False, False), (True, False)}
+    assert all(c.num_frames == 0 for c in trainer.data._clips.values())
     first, last = res.history
     assert np.isfinite(first["meta_loss_compressed"]) and np.isfinite(first["meta_loss_whole"])
     assert first["frames_rows_updated"] == len(json.loads(
