@@ -91,6 +91,7 @@ class TrainConfig:
     eval_every: int = 1  # evaluate on the test split every this many epochs (0: only at the end)
     eval_batch_size: int = 64  # videos per batch when encoding the test split
     tensorboard: bool = True  # write TensorBoard scalars to <out_dir>/tensorboard (rank 0)
+    dist_timeout_minutes: float = 120.0  # process-group timeout (several processes): how long ranks wait in a collective while one rank works alone, e.g. rank 0 stepping a shared bank of 9,000 videos (~16 min) or a cache being built; NCCL's own default is 10
 
 
 @dataclass

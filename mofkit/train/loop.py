@@ -139,7 +139,7 @@ class Trainer:
         self.cfg = cfg
         self.progress = progress
         self.device = get_device(cfg.device)
-        self.info = D.init_distributed(self.device.type)
+        self.info = D.init_distributed(self.device.type, cfg.train.dist_timeout_minutes)
         if self.info.enabled and self.device.type == "cuda":
             self.device = torch.device("cuda", self.info.local_rank)
         self.precision = resolve_precision(cfg.train.precision, self.device)
@@ -218,7 +218,8 @@ class Trainer:
             self.optimizer = torch.optim.AdamW(groups, lr=t.lr, betas=tuple(t.betas), eps=t.eps)
         from mofkit.train.banks import batches_per_epoch
 
-        n_batches = batches_per_epoch(self.cfg, len(self.data.train), self.info.world_size)
+        n_batches = batches_per_epoch(self.cfg, len(self.data.train), self.info.world_size,
+                                      self.info.spans_machines)
         self.steps_per_epoch = max(1, n_batches // t.grad_accum)
         total = self.steps_per_epoch * t.epochs
         warmup = int(round(t.warmup_fraction * total))
@@ -529,6 +530,7 @@ def _check_resumable(saved: Config, cfg: Config, path: Path) -> None:
         d["mof"].pop("bank_dir", None)  # the bank may move (a sharded one is checked shard by shard)
         d["train"].pop("epochs")
         d["train"].pop("tensorboard", None)
+        d["train"].pop("dist_timeout_minutes", None)
         for key in ("num_workers", "cache_dir"):
             d["data"].pop(key)
         for key in ("root", "video_dir"):  # the same folder, however it was spelled

@@ -27,10 +27,11 @@ from mofkit.train.tasks import settings_not_read
 
 KEPT_FILES = ("config.json", "metrics.json", RANKS_FILE)
 # what may differ between two runs that are the same run: where they write and read caches, on
-# which device, with how many loader workers, the study grids around them, and the pretraining
-# settings (a run that starts from the towers of `mofkit pretrain` names their file in
-# model.pretrained; a run that does not never reads them)
-_NOT_THE_RUN = ("out_dir", "device", "study", "pretrain", "data.num_workers", "data.cache_dir")
+# which device, with how many loader workers and how patient its processes are with each other,
+# the study grids around them, and the pretraining settings (a run that starts from the towers of
+# `mofkit pretrain` names their file in model.pretrained; a run that does not never reads them)
+_NOT_THE_RUN = ("out_dir", "device", "study", "pretrain", "data.num_workers", "data.cache_dir",
+                "train.dist_timeout_minutes")
 
 
 def run_identity(cfg: Config | dict) -> dict[str, Any]:

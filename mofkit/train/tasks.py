@@ -48,7 +48,8 @@ from mofkit.train.feed import ReadAhead
 from mofkit.train import distributed as D
 from mofkit.train.banks import bank_placement
 
-READ_AHEAD = 2  # batches of bank frames read ahead of the step (each 300 MB at the paper shape)
+READ_AHEAD = 3  # batches of bank frames read ahead of the step (each 300 MB at the paper shape)
+READERS = 2  # threads reading them (one copies about 3 GB/s from the page cache; a step wants 6)
 
 if TYPE_CHECKING:
     from mofkit.config import Config
@@ -157,7 +158,7 @@ class MOFTask(Task):
 
     def start_batches(self, batches: list[np.ndarray], epoch: int) -> None:
         self.stop_batches()
-        self._ahead = ReadAhead(batches, self._read_host, depth=READ_AHEAD)
+        self._ahead = ReadAhead(batches, self._read_host, depth=READ_AHEAD, workers=READERS)
 
     def stop_batches(self) -> None:
         if self._ahead is not None:
@@ -293,7 +294,7 @@ class MOFTask(Task):
         mine = self.shared.meta_batches(epoch, tr.batch_groups)  # every video once, on one rank
         loader = tr.data.train_loader(mine, epoch, with_meta=True, frames=False)
         l1, l2, t0 = [], [], time.time()
-        with ReadAhead(mine, self._read_host, depth=READ_AHEAD) as ahead:
+        with ReadAhead(mine, self._read_host, depth=READ_AHEAD, workers=READERS) as ahead:
             for batch in tr.tqdm(loader, len(mine), f"meta {epoch + 1}/{t.epochs}"):
                 rows, host = ahead.next()
                 out = self.meta_step(rows, batch["tokens"], batch["meta_frames"], apply_now=False,
