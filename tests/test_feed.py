@@ -67,6 +67,9 @@ def test_bank_reads_rows_into_a_given_buffer_at_given_places(tmp_path, dtype):
     assert got is out
     torch.testing.assert_close(out[[5, 0, 3, 1]], want[rows], rtol=0, atol=0)
     assert (out[[2, 4]] == -1).all()  # untouched
+    if dtype == "float16":  # read as stored: half the bytes, widened later (on the device)
+        raw = bank.read(rows, out=torch.empty(4, K, 3, S, S, dtype=torch.float16))
+        assert raw.dtype == torch.float16 and torch.equal(raw.float(), want[rows])
     with pytest.raises(ValueError, match="out must be"):
         bank.read(rows, out=torch.empty(4, K, 3, S, S, dtype=torch.float64))
     with pytest.raises(ValueError, match="at must"):

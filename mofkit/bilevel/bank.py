@@ -263,8 +263,10 @@ class FrameBank(BankUpdates):
 
         Args:
             rows: row indices (see :meth:`row_of`).
-            out: optional float32 CPU tensor to fill, C-contiguous, of shape (M, K, 3, S, S) with
-                M >= B (e.g. pinned memory); None allocates one of B rows.
+            out: optional CPU tensor to fill, C-contiguous, of shape (M, K, 3, S, S) with M >= B
+                (e.g. pinned memory), float32 or the bank's own dtype (a float16 bank read as it
+                is stored: half the bytes to move, widened later, e.g. on the GPU); None allocates
+                a float32 one of B rows.
             at: optional (B,) positions in ``out`` of the rows (default ``0 .. B-1``).
 
         Returns:
@@ -273,17 +275,18 @@ class FrameBank(BankUpdates):
         r = self._rows(rows, "read")
         if out is None:
             out = torch.empty((len(r), *self._frame_shape), dtype=torch.float32)
-        elif (out.dtype != torch.float32 or out.device.type != "cpu" or not out.is_contiguous()
-              or tuple(out.shape[1:]) != self._frame_shape):
-            raise ValueError(f"FrameBank.read({self.directory}): out must be a contiguous float32 CPU "
-                             f"tensor of shape (M, {', '.join(map(str, self._frame_shape))}), got "
-                             f"{out.dtype} {tuple(out.shape)} on {out.device}")
+        elif (out.dtype not in (torch.float32, getattr(torch, self.dtype)) or out.device.type != "cpu"
+              or not out.is_contiguous() or tuple(out.shape[1:]) != self._frame_shape):
+            raise ValueError(f"FrameBank.read({self.directory}): out must be a contiguous float32 (or "
+                             f"{self.dtype}) CPU tensor of shape (M, "
+                             f"{', '.join(map(str, self._frame_shape))}), got {out.dtype} "
+                             f"{tuple(out.shape)} on {out.device}")
         at = np.arange(len(r)) if at is None else np.asarray(at, dtype=np.int64)
         if len(at) != len(r) or (len(at) and not 0 <= at.min() <= at.max() < len(out)):
             raise ValueError(f"FrameBank.read({self.directory}): at must hold one position in out "
                              f"(0 .. {len(out) - 1}) per row, got {len(at)} for {len(r)} rows")
         dst = out.numpy()
-        if self.dtype == "float32" and isinstance(self._frames, np.memmap):
+        if dst.dtype == self._frames.dtype and isinstance(self._frames, np.memmap):
             # one positional read per row, straight into out: no page faults of a mapping to pay
             with NpyRows(self._frames.filename) as f:
                 for i, row in zip(at.tolist(), r.tolist()):

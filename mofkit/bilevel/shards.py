@@ -204,7 +204,7 @@ class ShardedBank:
         given (see :meth:`FrameBank.read`)."""
         r, parts = self._split(rows, "read")
         if out is None:
-            out = torch.empty((len(r), *self.frame_shape), dtype=torch.float32)
+            out = torch.empty((len(r), *self.frame_shape), dtype=torch.float32)  # else see FrameBank.read
         for _, bank, pos, local in parts:
             bank.read(local, out=out, at=pos)
         return out
