@@ -340,7 +340,9 @@ class Trainer:
                                         frames=self.task.loads_frames)
         self.model.train()
         losses, n_videos, t0 = [], 0, time.time()
-        bar = self.tqdm(loader, len(batches), f"epoch {epoch + 1}/{t.epochs}")
+        # The loader's worker processes start (fork) here, before the task's reader threads do:
+        # a process forked while other threads hold locks can deadlock.
+        bar = self.tqdm(iter(loader), len(batches), f"epoch {epoch + 1}/{t.epochs}")
         self.optimizer.zero_grad(set_to_none=True)
         # Losses stay on the device and are read back LOSS_READS_EVERY steps at a time (one
         # transfer), so a step never waits for the device just to log; the monitor still gets

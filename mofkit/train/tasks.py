@@ -298,8 +298,9 @@ class MOFTask(Task):
         mine = self.shared.meta_batches(epoch, tr.batch_groups)  # every video once, on one rank
         loader = tr.data.train_loader(mine, epoch, with_meta=True, frames=False)
         l1, l2, t0 = [], [], time.time()
+        batches = iter(loader)  # its worker processes fork before the reader threads start
         with ReadAhead(mine, self._read_host, depth=READ_AHEAD, workers=READERS) as ahead:
-            for batch in tr.tqdm(loader, len(mine), f"meta {epoch + 1}/{t.epochs}"):
+            for batch in tr.tqdm(batches, len(mine), f"meta {epoch + 1}/{t.epochs}"):
                 rows, host = ahead.next()
                 out = self.meta_step(rows, batch["tokens"], batch["meta_frames"], apply_now=False,
                                      host=host)
