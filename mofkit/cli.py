@@ -3,6 +3,7 @@
 Commands:
     run        the ordered notebooks, headless, into a reports folder (the main job)
     train      one training run (baseline or MOF); works under torchrun
+    prepare    the corpus and frame caches a training run reads, built before its processes start
     generate   write the synthetic corpus
     study      a named grid of runs (K sweep, trade-off, ablations, controls, regimes) into one
                table; resumable; the paired studies write their summary with confidence intervals
@@ -91,6 +92,22 @@ def _cmd_train(args) -> int:
 
         print("t2v", format_metrics(result.final["t2v"]))
         print("v2t", format_metrics(result.final["v2t"]))
+    return 0
+
+
+def _cmd_prepare(args) -> int:
+    from mofkit.config import get_config
+    from mofkit.train.data import prepare_caches
+
+    cfg = get_config(args.profile, parse_overrides(args.set))
+    try:
+        train, test, caches = prepare_caches(cfg, progress=True)
+    except (FileNotFoundError, ValueError, RuntimeError) as e:
+        print(f"mofkit prepare: {e}", file=sys.stderr)
+        return 2
+    print(f"{len(train)} training and {len(test)} test videos of {cfg.data.dataset} ({cfg.data.root})")
+    for name, cache in caches.items():
+        print(f"{name}: {cache.directory}")
     return 0
 
 
@@ -384,6 +401,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--stop-after-epoch", type=int, default=None, metavar="E",
                    help="checkpoint and stop after epoch E (0-based); run again to resume")
     t.set_defaults(fn=_cmd_train)
+
+    pr = sub.add_parser("prepare", help="build the frame caches a run reads (before torchrun starts "
+                                        "its processes; decodes in data.num_workers processes)")
+    common(pr)
+    pr.set_defaults(fn=_cmd_prepare)
 
     g = sub.add_parser("generate", help="write the synthetic corpus")
     common(g)

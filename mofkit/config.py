@@ -91,6 +91,7 @@ class TrainConfig:
     eval_every: int = 1  # evaluate on the test split every this many epochs (0: only at the end)
     eval_batch_size: int = 64  # videos per batch when encoding the test split
     tensorboard: bool = True  # write TensorBoard scalars to <out_dir>/tensorboard (rank 0)
+    dist_timeout_minutes: float = 120.0  # process-group timeout (several processes): how long ranks wait in a collective while one rank works alone, e.g. rank 0 stepping a shared bank of 9,000 videos (~16 min) or a cache being built; NCCL's own default is 10
 
 
 @dataclass
@@ -103,9 +104,12 @@ class MOFConfig:
     alpha: float = 1e-2  # inner (virtual) step size w' = w - alpha * dL1/dw; reference 1.0 (overshoots here)
     meta_batch_size: int | None = None  # videos per meta step (per rank); None: train batch / world size
     hypergrad: str = "exact"  # exact (second order through one virtual step) | fd (finite differences)
+    meta_chunk: int = 0  # videos per piece of the meta step's N-frame pass (0: the whole meta batch at once); the same hypergradient to float rounding, at one more N-frame forward, with one piece's memory
     fd_eps: float = 1e-2  # finite-difference radius, relative to the weights' norm over dL2/dw' norm
     frame_lr: float = 8e-4  # Adam learning rate on the frames (reference 8e-4)
     frame_betas: tuple[float, float] = (0.5, 0.999)  # Adam betas on the frames (reference)
+    frame_eps: float = 1e-3  # Adam epsilon on the frames, read as frame_eps_scale says: with row, a pixel whose gradient is under 1e-3 of its video's RMS moves less than frame_lr (rounding noise is not blown up to full steps); runs before these options had 1e-8 absolute
+    frame_eps_scale: str = "row"  # row (default): frame_eps times each video's gradient scale (RMS of its bias-corrected second moment), so a frame step moves pixels by about frame_lr whatever the hypergradient's size (it scales with alpha: ~1e-10 per pixel at the paper's 1e-7) | absolute: torch's Adam (with frame_eps=1e-8: the runs before this option; steps shrink to about |grad| / eps * frame_lr once gradients fall under frame_eps)
     frame_step_cap: float | None = None  # cap on a pixel's change per frame step (normalised units; None: Adam's step): lets a large frame_lr move frames far over many steps, never far in one
     frame_lr_step: int = 30  # StepLR period in frame-optimiser steps (reference 30; one step per epoch)
     frame_lr_gamma: float = 0.5  # StepLR factor (reference 0.5)
@@ -204,13 +208,24 @@ class Config:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Config":
-        """Inverse of :meth:`to_dict`; unknown keys raise, missing keys keep defaults."""
+        """Inverse of :meth:`to_dict`; unknown keys raise, missing keys keep defaults, except the
+        settings of :data:`BEFORE_ADDED`, which take the value that reproduces what a config stored
+        before them did."""
         cfg = cls()
-        apply_overrides(cfg, _flatten(d))
+        flat = _flatten(d)
+        for key, value in BEFORE_ADDED.items():
+            flat.setdefault(key, value)
+        apply_overrides(cfg, flat)
         return cfg
 
     def to_json(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2))
+
+
+# Settings added with a default that changes what a run does, and the value that keeps the
+# behaviour from before them: a stored config (checkpoint, metrics, kept run) without the key was
+# trained that way, and is read so.
+BEFORE_ADDED: dict[str, Any] = {"mof.frame_eps_scale": "absolute", "mof.frame_eps": 1e-8}
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -362,7 +377,7 @@ def paper() -> Config:
                           context_length=32),
         train=TrainConfig(epochs=5, batch_size=64, lr=1e-4, tower_lr=1e-7, weight_decay=0.2,
                           precision="auto", eval_batch_size=128),
-        mof=MOFConfig(enabled=True, meta_frames=32, alpha=1e-7, frame_lr=8e-4),
+        mof=MOFConfig(enabled=True, meta_frames=32, alpha=1e-7, frame_lr=8e-4, meta_chunk=16),
     )
 
 

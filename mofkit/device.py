@@ -55,6 +55,19 @@ def grad_scaler(device: torch.device, precision: str) -> torch.amp.GradScaler:
     return torch.amp.GradScaler(device.type, enabled=(precision == "fp16"))
 
 
+def host_buffer(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """An empty CPU tensor to stage data for ``device``: pinned when it is a CUDA device, so that
+    :func:`to_device` copies it without blocking. PyTorch's pinned-memory cache does not hand a
+    block out again before the copies that read it have finished, so a fresh buffer per batch is
+    safe and cheap."""
+    return torch.empty(shape, dtype=dtype, pin_memory=device.type == "cuda")
+
+
+def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``t`` on ``device``; from pinned memory the copy is queued without waiting for it."""
+    return t.to(device, non_blocking=t.is_pinned())
+
+
 def synchronize(device: torch.device) -> None:
     """Wait for queued kernels (for honest timings)."""
     if device.type == "cuda":

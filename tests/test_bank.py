@@ -209,6 +209,56 @@ def test_fp16_stochastic_rounding_keeps_steps_below_the_spacing(tmp_path):
     assert torch.equal(again.read(np.arange(V)), bank.read(np.arange(V)))
 
 
+def _row_eps_adam(frames, grads_per_step, lr, betas=(0.5, 0.999), eps=1e-8):
+    """Reference in float64, one row at a time: Adam with eps times the row's RMS sqrt(v_hat)."""
+    x = frames.double().clone()
+    m, v = torch.zeros_like(x), torch.zeros_like(x)
+    for t, g in enumerate(grads_per_step, start=1):
+        g = g.double()
+        m = betas[0] * m + (1 - betas[0]) * g
+        v = betas[1] * v + (1 - betas[1]) * g * g
+        m_hat, v_hat = m / (1 - betas[0] ** t), v / (1 - betas[1] ** t)
+        for r in range(len(x)):
+            rms = v_hat[r].mean().sqrt()
+            x[r] -= lr * m_hat[r] / (v_hat[r].sqrt() + eps * rms)
+    return x
+
+
+@pytest.mark.parametrize("mode", ["accumulated", "rows"])
+def test_row_relative_eps_follows_its_reference(tmp_path, mode):
+    x = _init_frames()
+    bank = _bank(tmp_path, frames=x)
+    # rows of very different gradient scales; eps relative to each row's scale treats them alike
+    scales = torch.logspace(-12, 0, V).view(V, 1, 1, 1, 1)
+    grads = [_grads(range(V), step, scale=1.0) * scales for step in range(3)]
+    for g in grads:
+        if mode == "accumulated":
+            bank.accumulate(np.arange(V), g)
+            bank.step_accumulated(lr=1e-2, eps=1e-3, eps_scale="row")
+        else:
+            bank.step_rows(np.arange(V), g, lr=1e-2, eps=1e-3, eps_scale="row")
+    want = _row_eps_adam(x, grads, lr=1e-2, eps=1e-3).float()
+    torch.testing.assert_close(bank.read(np.arange(V)), want, rtol=1e-5, atol=1e-6)
+
+
+def test_row_relative_eps_makes_the_step_independent_of_the_gradient_scale(tmp_path):
+    x = _init_frames()
+    g = _grads(range(V), 0, scale=1.0)
+    moved = {}
+    for scale in (1.0, 1e-10):
+        for eps_scale in ("row", "absolute"):
+            bank = _bank(tmp_path, frames=x, name=f"bank-{scale}-{eps_scale}")
+            bank.step_rows(np.arange(V), g * scale, lr=8e-4, eps_scale=eps_scale)
+            moved[scale, eps_scale] = (bank.read(np.arange(V)) - x).abs()
+    torch.testing.assert_close(moved[1e-10, "row"], moved[1.0, "row"], rtol=1e-4, atol=1e-9)
+    # Adam's first step is lr * g / |g|: every pixel moves by frame_lr, at any gradient scale
+    assert moved[1e-10, "row"].mean() == pytest.approx(8e-4, rel=1e-3)
+    # torch's absolute eps at a 1e-10 gradient: about 1 % of that
+    assert moved[1e-10, "absolute"].mean() < 0.02 * 8e-4
+    with pytest.raises(ValueError, match="eps_scale"):
+        bank.step_rows([0], g[:1], lr=1e-3, eps_scale="relative")
+
+
 # -- non-finite values ----------------------------------------------------------------------------
 
 def test_nonfinite_gradients_skip_their_rows_only(tmp_path):

@@ -260,6 +260,32 @@ def test_a_kept_run_of_other_settings_is_trained_again(study_root, tmp_path):
         **saved.to_dict()["train"], "family_batches": True}}))
 
 
+def test_runs_kept_before_the_relative_frame_eps_keep_what_they_ran_with():
+    """The frame optimiser's eps became relative to the gradient's scale by default: a MOF run kept
+    before that ran torch's absolute eps and is trained again; runs whose frames never move by it
+    (the baseline, a frozen bank) are still the same run."""
+    from mofkit.config import Config, get_config
+    from mofkit.train.checkpoint import ResumeError
+    from mofkit.train.loop import _check_resumable
+    from mofkit.train.paired import same_run
+
+    for overrides, same in (({}, True), ({"mof.enabled": True, "mof.update": "none"}, True),
+                            ({"mof.enabled": True}, False), ({"mof.enabled": True, "mof.update": "batch"}, False)):
+        now = get_config("cpu", overrides)
+        old = now.to_dict()
+        del old["mof"]["frame_eps_scale"], old["mof"]["frame_eps"]
+        assert (Config.from_dict(old).mof.frame_eps_scale, Config.from_dict(old).mof.frame_eps) == \
+            ("absolute", 1e-8)
+        assert (now.mof.frame_eps_scale, now.mof.frame_eps) == ("row", 1e-3)
+        assert same_run(old, now) is same, overrides
+        # a checkpoint resumes under the same rule; a MOF one says which setting differs
+        if same:
+            _check_resumable(Config.from_dict(old), now, Path("checkpoint.pt"))
+        else:
+            with pytest.raises(ResumeError, match="mof.frame_eps_scale"):
+                _check_resumable(Config.from_dict(old), now, Path("checkpoint.pt"))
+
+
 def test_the_study_command_summarises_what_is_finished_without_training(study_root, capsys):
     from mofkit.cli import main
 

@@ -17,6 +17,14 @@ Float16 frames are written back from Adam with stochastic rounding: the float16 
 is 2e-3, larger than a step of the reference learning rate (8e-4, halved every 30 epochs), so
 round-to-nearest would freeze most pixels. Stochastic rounding keeps every update in expectation.
 It is seeded by (bank seed, row, that row's Adam step), so a resumed run reproduces it bit for bit.
+
+Adam's step ``m / (sqrt(v) + eps)`` is about 1 (so a pixel moves by about the learning rate) only
+while the gradient is far above ``eps``. Hypergradients scale with the inner step ``alpha``: at the
+paper profile's ``alpha = 1e-7`` a pixel's is about 1e-10, a hundredth of torch's ``eps = 1e-8``, and
+frames then move by about 1 % of the learning rate. ``eps_scale="row"`` (``MOFConfig.frame_eps_scale``)
+multiplies ``eps`` by each row's gradient scale, the root mean square of its bias-corrected second
+moment, which makes the update independent of the hypergradient's absolute scale: multiplying every
+gradient by ``c > 0`` leaves it unchanged. ``"absolute"`` is torch's Adam.
 """
 from __future__ import annotations
 
@@ -45,9 +53,15 @@ def step_lr(base_lr: float, step_index: int, step_size: int = 30, gamma: float =
     return base_lr * gamma ** (step_index // step_size)
 
 
+EPS_SCALES = ("absolute", "row")  # how Adam's eps is read: as it is (torch), or relative to a row's gradient scale
+
+
 def check_adam(lr: float, betas: tuple[float, float], eps: float,
-               weight_decay: float) -> tuple[float, float]:
+               weight_decay: float, eps_scale: str = "absolute") -> tuple[float, float]:
     """Validated ``(beta1, beta2)``; ValueError naming the bad hyperparameter."""
+    if eps_scale not in EPS_SCALES:
+        raise ValueError(f"frame Adam: eps_scale must be one of {EPS_SCALES} (MOFConfig.frame_eps_scale), "
+                         f"got {eps_scale!r}")
     beta1, beta2 = (float(b) for b in betas)
     if not (lr >= 0 and math.isfinite(lr)):
         raise ValueError(f"frame Adam: lr must be finite and >= 0, got {lr}")
@@ -60,14 +74,19 @@ def check_adam(lr: float, betas: tuple[float, float], eps: float,
 
 def adam_rows_(param: torch.Tensor, grad: torch.Tensor, exp_avg: torch.Tensor,
                exp_avg_sq: torch.Tensor, steps: np.ndarray, lr: float, beta1: float, beta2: float,
-               eps: float, weight_decay: float, max_change: float | None = None) -> None:
+               eps: float, weight_decay: float, max_change: float | None = None,
+               eps_scale: str = "absolute") -> None:
     """torch.optim.Adam's single-tensor update, in its operation order, with a step count per row.
 
     Updates ``param``, ``exp_avg`` and ``exp_avg_sq`` (B, ...) in place. ``steps`` (B,) already
     counts this update. ``max_change`` (optional) caps each element's change in this step at that
     magnitude, so that a large learning rate moves pixels far over many steps without one step
-    throwing a pixel out of range (``MOFConfig.frame_step_cap``); None is Adam's update unchanged. Per-row scalars are float64 and rounded to float32 where torch passes a
-    Python scalar into a float32 kernel, so the result matches it bit for bit.
+    throwing a pixel out of range (``MOFConfig.frame_step_cap``); None is Adam's update unchanged.
+    ``eps_scale="row"`` adds ``eps * rms_row`` instead of ``eps`` to the denominator, ``rms_row`` being
+    the root mean square of the row's bias-corrected second moment (``eps`` where that is 0: the row
+    then has no gradient and its update is 0), so the step does not depend on the gradient's
+    absolute scale. Per-row scalars are float64 and rounded to float32 where torch passes a Python
+    scalar into a float32 kernel, so the result with ``"absolute"`` matches torch bit for bit.
     """
     if weight_decay != 0:
         grad = grad.add(param, alpha=weight_decay)
@@ -79,7 +98,15 @@ def adam_rows_(param: torch.Tensor, grad: torch.Tensor, exp_avg: torch.Tensor,
     step_size = lr / bias_correction1
     bias_correction2_sqrt = bias_correction2 ** 0.5
     view = (-1,) + (1,) * (param.dim() - 1)  # (B, 1, 1, 1, 1)
-    denom = (exp_avg_sq.sqrt() / torch.from_numpy(bias_correction2_sqrt).float().view(view)).add_(eps)
+    denom = exp_avg_sq.sqrt() / torch.from_numpy(bias_correction2_sqrt).float().view(view)
+    if eps_scale == "row":
+        # sqrt(mean(v_hat)) per row, summed in float64: squares of 1e-10 gradients are 1e-20
+        mean_sq = exp_avg_sq.flatten(1).sum(dim=1, dtype=torch.float64) / exp_avg_sq[0].numel()
+        rms = (mean_sq / torch.from_numpy(bias_correction2)).sqrt()  # (B,)
+        row_eps = torch.where(rms > 0, eps * rms, torch.full_like(rms, eps))
+        denom.add_(row_eps.float().view(view))
+    else:
+        denom.add_(eps)
     # addcdiv_(t1, t2, value=v) computes self + (v * t1) / t2 in float32.
     update = exp_avg * torch.from_numpy(-step_size).float().view(view) / denom
     if max_change is not None:

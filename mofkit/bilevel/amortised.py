@@ -22,7 +22,8 @@ from mofkit.bilevel.meta import LossFn, MetaResult, hypergradient
 def amortised_hypergradient(model: torch.nn.Module, compressor: torch.nn.Module, loss_fn: LossFn,
                             tokens: torch.Tensor, frames: torch.Tensor, v: torch.Tensor, *,
                             alpha: float, method: str = "exact", fd_eps: float = 1e-2,
-                            autocast: contextlib.AbstractContextManager | None = None) -> MetaResult:
+                            autocast: contextlib.AbstractContextManager | None = None,
+                            chunk: int | None = None) -> MetaResult:
     """Accumulate ``dL2/dtheta`` into the compressor's parameters' ``.grad``.
 
     Args:
@@ -32,7 +33,7 @@ def amortised_hypergradient(model: torch.nn.Module, compressor: torch.nn.Module,
         tokens: (B, L) one caption per video.
         frames: (B, N, 3, S, S) the compressor's input frames of the videos.
         v: (B, N', 3, S, S) whole-video frames for the meta loss (may be ``frames`` themselves).
-        alpha, method, fd_eps, autocast: as :func:`mofkit.bilevel.meta.hypergradient`.
+        alpha, method, fd_eps, autocast, chunk: as :func:`mofkit.bilevel.meta.hypergradient`.
 
     Returns:
         The :class:`MetaResult` of the frames (``grad`` is ``dL2/dx``). Rows whose hypergradient is
@@ -40,7 +41,7 @@ def amortised_hypergradient(model: torch.nn.Module, compressor: torch.nn.Module,
     """
     x = compressor(frames)  # (B, K, 3, S, S), attached to the compressor's parameters
     res = hypergradient(model, loss_fn, tokens, x.detach(), v, alpha=alpha, method=method,
-                        fd_eps=fd_eps, autocast=autocast)
+                        fd_eps=fd_eps, autocast=autocast, chunk=chunk)
     keep = res.finite.to(x.device).view(-1, *([1] * (x.ndim - 1)))
     grad = torch.where(keep, res.grad.to(x.dtype), torch.zeros((), dtype=x.dtype, device=x.device))
     x.backward(grad)

@@ -253,17 +253,48 @@ class FrameBank(BankUpdates):
 
     # -- reading and writing rows --------------------------------------------------------------
 
-    def read(self, rows: RowsLike) -> torch.Tensor:
+    def read(self, rows: RowsLike, out: torch.Tensor | None = None,
+             at: np.ndarray | None = None) -> torch.Tensor:
         """Frames of some rows, read from disk (only those rows).
+
+        Each row is copied once, from the page cache straight into ``out`` (a float16 bank is
+        widened in the same pass), so a reader thread can fill a pinned buffer for the next base
+        step while this one runs (``numpy`` copies without holding the GIL).
 
         Args:
             rows: row indices (see :meth:`row_of`).
+            out: optional CPU tensor to fill, C-contiguous, of shape (M, K, 3, S, S) with M >= B
+                (e.g. pinned memory), float32 or the bank's own dtype (a float16 bank read as it
+                is stored: half the bytes to move, widened later, e.g. on the GPU); None allocates
+                a float32 one of B rows.
+            at: optional (B,) positions in ``out`` of the rows (default ``0 .. B-1``).
 
         Returns:
-            (B, K, 3, S, S) float32, in the order of ``rows``.
+            ``out`` (or a new (B, K, 3, S, S) float32 tensor), rows in the order of ``rows``.
         """
         r = self._rows(rows, "read")
-        return torch.from_numpy(np.asarray(self._frames[r], dtype=np.float32))
+        if out is None:
+            out = torch.empty((len(r), *self._frame_shape), dtype=torch.float32)
+        elif (out.dtype not in (torch.float32, getattr(torch, self.dtype)) or out.device.type != "cpu"
+              or not out.is_contiguous() or tuple(out.shape[1:]) != self._frame_shape):
+            raise ValueError(f"FrameBank.read({self.directory}): out must be a contiguous float32 (or "
+                             f"{self.dtype}) CPU tensor of shape (M, "
+                             f"{', '.join(map(str, self._frame_shape))}), got {out.dtype} "
+                             f"{tuple(out.shape)} on {out.device}")
+        at = np.arange(len(r)) if at is None else np.asarray(at, dtype=np.int64)
+        if len(at) != len(r) or (len(at) and not 0 <= at.min() <= at.max() < len(out)):
+            raise ValueError(f"FrameBank.read({self.directory}): at must hold one position in out "
+                             f"(0 .. {len(out) - 1}) per row, got {len(at)} for {len(r)} rows")
+        dst = out.numpy()
+        if dst.dtype == self._frames.dtype and isinstance(self._frames, np.memmap):
+            # one positional read per row, straight into out: no page faults of a mapping to pay
+            with NpyRows(self._frames.filename) as f:
+                for i, row in zip(at.tolist(), r.tolist()):
+                    f.read(row, row + 1, out=dst[i:i + 1])
+        else:
+            for i, row in zip(at.tolist(), r.tolist()):
+                np.copyto(dst[i], self._frames[row], casting="same_kind")
+        return out
 
     def write(self, rows: RowsLike, frames: torch.Tensor | np.ndarray) -> None:
         """Overwrite the frames of some rows (rounded to nearest in a float16 bank).

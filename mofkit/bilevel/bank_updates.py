@@ -123,7 +123,7 @@ class BankUpdates:
     def step_accumulated(self, lr: float, betas: tuple[float, float] = (0.5, 0.999),
                          eps: float = 1e-8, weight_decay: float = 0.0, *,
                          chunk: int | None = None, progress: Progress | None = None,
-                         max_change: float | None = None) -> dict[str, Any]:
+                         max_change: float | None = None, eps_scale: str = "absolute") -> dict[str, Any]:
         """One Adam step, with the accumulated gradient, on every row that received gradient.
 
         This is the reference's once-per-epoch frame update. It streams the current generation in
@@ -146,6 +146,8 @@ class BankUpdates:
             chunk: rows per streamed chunk; None: about 32 MB per float32 array.
             progress: called as ``progress(rows_done, num_videos)`` after each chunk.
             max_change: cap on each stored value's change in this step (None: none).
+            eps_scale: ``absolute`` (torch's Adam) or ``row`` (``eps`` relative to each row's
+                gradient scale: see :mod:`mofkit.bilevel.adam`).
 
         Returns:
             ``generation`` (new), ``parent``, ``lr``, ``rows_updated``, ``rows_skipped`` (their
@@ -153,7 +155,7 @@ class BankUpdates:
             their old state), ``skipped_rows`` (list), ``mean_abs_change`` and ``max_abs_change``
             (of the stored frames, over updated rows).
         """
-        beta1, beta2 = check_adam(lr, betas, eps, weight_decay)
+        beta1, beta2 = check_adam(lr, betas, eps, weight_decay, eps_scale)
         pending = self.pending_rows()
         stats: dict[str, Any] = {"generation": self.generation, "parent": self.generation,
                                  "lr": float(lr), "rows_updated": 0, "rows_skipped": 0,
@@ -201,7 +203,7 @@ class BankUpdates:
                         ahead.append(reader.submit(load, *spans[i + 2]))
                     if len(local):
                         res = self._adam_chunk(a, arrays, local, g, src, lr, beta1, beta2, eps,
-                                               weight_decay, max_change)
+                                               weight_decay, max_change, eps_scale)
                         skipped += res[0]
                         updated += res[1]
                         abs_sum += res[2]
@@ -241,7 +243,7 @@ class BankUpdates:
 
     def _adam_chunk(self, a: int, arrays: list[np.ndarray], local: np.ndarray, g: torch.Tensor,
                     src: list, lr: float, beta1: float, beta2: float, eps: float,
-                    weight_decay: float, max_change: float | None):
+                    weight_decay: float, max_change: float | None, eps_scale: str = "absolute"):
         """Adam, in place in one streamed chunk's arrays, on its rows ``a + local`` with gradient.
 
         Returns (skipped rows, rows updated, sum and max of the stored frames' absolute change).
@@ -260,7 +262,7 @@ class BankUpdates:
         # float32 frames and the moments are updated in place in the chunk's (or picked) arrays
         ok, (stored, e1, e2, new_steps) = self._adam_rows(
             a + local, f, pick(m1), pick(m2), pick(steps), g, lr, beta1, beta2, eps, weight_decay,
-            max_change)
+            max_change, eps_scale)
         if not ok.all():  # keep the old state of those rows: frames from the copy, moments re-read
             bad = np.flatnonzero(~ok)
             stored[bad] = old[bad].astype(stored.dtype)
@@ -312,7 +314,8 @@ class BankUpdates:
 
     def step_rows(self, rows, grads: torch.Tensor | np.ndarray, lr: float,
                   betas: tuple[float, float] = (0.5, 0.999), eps: float = 1e-8,
-                  weight_decay: float = 0.0, max_change: float | None = None) -> list[int]:
+                  weight_decay: float = 0.0, max_change: float | None = None,
+                  eps_scale: str = "absolute") -> list[int]:
         """Per-batch Adam step on some rows, in place in the current (unsealed) generation.
 
         A row repeated in ``rows`` takes one step with the sum of its gradients. On a sealed
@@ -326,12 +329,14 @@ class BankUpdates:
             eps: Adam's epsilon.
             weight_decay: L2 penalty added to the gradient, as ``torch.optim.Adam`` does.
             max_change: cap on each value's change in this step (None: none).
+            eps_scale: ``absolute`` (torch's Adam) or ``row`` (``eps`` relative to each row's
+                gradient scale: see :mod:`mofkit.bilevel.adam`).
 
         Returns:
             Sorted rows left unchanged because their gradient, or the resulting frames or moments,
             were non-finite.
         """
-        beta1, beta2 = check_adam(lr, betas, eps, weight_decay)
+        beta1, beta2 = check_adam(lr, betas, eps, weight_decay, eps_scale)
         r, g, skipped = self._prepare_grads(rows, grads, "step_rows")
         if not len(r):
             return skipped
@@ -339,7 +344,7 @@ class BankUpdates:
         ok, (f, m1, m2, st) = self._adam_rows(
             r, np.asarray(self._frames[r]), np.asarray(self._exp_avg[r]),
             np.asarray(self._exp_avg_sq[r]), np.asarray(self._steps[r]), g,
-            lr, beta1, beta2, eps, weight_decay, max_change)
+            lr, beta1, beta2, eps, weight_decay, max_change, eps_scale)
         keep = r[ok]
         if len(keep):
             self._frames[keep] = f[ok]
@@ -377,7 +382,7 @@ class BankUpdates:
     def _adam_rows(self, rows: np.ndarray, frames: np.ndarray, exp_avg: np.ndarray,
                    exp_avg_sq: np.ndarray, steps: np.ndarray, grad: torch.Tensor, lr: float,
                    beta1: float, beta2: float, eps: float, weight_decay: float,
-                   max_change: float | None = None,
+                   max_change: float | None = None, eps_scale: str = "absolute",
                    ) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
         """Adam on row blocks; returns (rows whose results are all finite, new stored arrays).
 
@@ -388,7 +393,8 @@ class BankUpdates:
         m1 = torch.from_numpy(np.asarray(exp_avg, dtype=np.float32))
         m2 = torch.from_numpy(np.asarray(exp_avg_sq, dtype=np.float32))
         new_steps = np.asarray(steps, dtype=np.int64) + 1
-        adam_rows_(param, grad, m1, m2, new_steps, lr, beta1, beta2, eps, weight_decay, max_change)
+        adam_rows_(param, grad, m1, m2, new_steps, lr, beta1, beta2, eps, weight_decay, max_change,
+                   eps_scale)
         stored = self._to_storage(param, rows, new_steps)
         ok = finite_rows(torch.from_numpy(stored)) & finite_rows(m1) & finite_rows(m2)
         return ok, (stored, m1.numpy(), m2.numpy(), new_steps)

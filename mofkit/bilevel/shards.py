@@ -199,12 +199,14 @@ class ShardedBank:
     def _global(self, s: int, local: Sequence[int]) -> list[int]:
         return [int(v) * self.num_shards + s for v in local]
 
-    def read(self, rows) -> torch.Tensor:
-        """Frames (B, K, 3, S, S) float32 of global rows, in the order of ``rows``."""
+    def read(self, rows, out: torch.Tensor | None = None) -> torch.Tensor:
+        """Frames (B, K, 3, S, S) float32 of global rows, in the order of ``rows``, into ``out`` if
+        given (see :meth:`FrameBank.read`)."""
         r, parts = self._split(rows, "read")
-        out = torch.empty((len(r), *self.frame_shape), dtype=torch.float32)
+        if out is None:
+            out = torch.empty((len(r), *self.frame_shape), dtype=torch.float32)  # else see FrameBank.read
         for _, bank, pos, local in parts:
-            out[torch.from_numpy(pos)] = bank.read(local)
+            bank.read(local, out=out, at=pos)
         return out
 
     def write(self, rows, frames: torch.Tensor | np.ndarray) -> None:

@@ -2,8 +2,12 @@
 
 Caches are built once by rank 0 (other ranks wait, then open them): the training split's K uniform
 frames, its dense grid (when ``rand`` sampling, MOF's N whole-video frames or a frame compressor
-need it), the test split's K uniform frames and, with a compressor, the test split's grid too. Unreadable videos are left out of both splits, with one warning each, and
-the test videos left out are reported with every evaluation.
+need it), the test split's K uniform frames and, with a compressor, the test split's grid too.
+Decoding runs in ``data.num_workers`` processes. At MSR-VTT scale (about 99 GB of frames at
+224 px) that takes long enough to build them before the processes of a multi-GPU job start:
+``mofkit prepare`` (:func:`prepare_caches`) builds them in one process; the job then only opens
+them. Unreadable videos are left out of both splits, with one warning each, and the test videos
+left out are reported with every evaluation.
 """
 from __future__ import annotations
 
@@ -80,22 +84,21 @@ def _tokenize(tokenizer: Callable, captions: list[str], batch: int = 4096) -> to
     return torch.cat(parts) if parts else torch.zeros(0, 0, dtype=torch.long)
 
 
-def prepare_data(cfg: Config, tokenizer: Callable, info: D.DistInfo | None = None, *,
-                 progress: bool = True) -> RunData:
-    """Locate (or generate) the corpus, build or open the frame caches, tokenise captions.
+def prepare_caches(cfg: Config, info: D.DistInfo | None = None, *, progress: bool = True):
+    """Locate (or generate) the corpus and build or open the frame caches a run of ``cfg`` reads.
 
     Args:
-        cfg: the run's config (``data``, ``synthetic``, ``mof``).
-        tokenizer: captions -> LongTensor (N, L) (the model bundle's tokenizer).
+        cfg: the run's config (``data``, ``synthetic``, ``mof``, ``compress``).
         info: distributed context; rank 0 builds, the others wait and reuse.
         progress: progress bars while generating and decoding.
 
     Returns:
-        :class:`RunData`.
+        ``(train, test, caches)``: the two splits as listed and a dict of
+        :class:`~mofkit.data.cache.FrameCache` (``train_k``, ``test_k``, and ``grid`` and
+        ``test_grid`` where the run needs them).
     """
     from mofkit.data.cache import FrameCache
     from mofkit.data.datasets import load_splits
-    from mofkit.data.loaders import EvalClips
 
     info = info or D.DistInfo()
     d = cfg.data
@@ -117,7 +120,7 @@ def prepare_data(cfg: Config, tokenizer: Callable, info: D.DistInfo | None = Non
                          f"compressed to data.num_frames={d.num_frames} and drawn from a grid of "
                          f"data.dense_frames={d.dense_frames}: it must lie between the two")
     build = dict(size=d.decode_size, backend=d.backend, cache_dir=d.cache_dir,
-                 progress=progress and info.is_main)
+                 progress=progress and info.is_main, workers=d.num_workers)
     caches = {}
     # Rank 0 decodes; the others then find the finished caches (a lock also guards concurrent builds).
     for turn in ((True,) if not info.enabled else (info.is_main, not info.is_main)):
@@ -131,7 +134,28 @@ def prepare_data(cfg: Config, tokenizer: Callable, info: D.DistInfo | None = Non
                 caches["test_grid"] = FrameCache.build(test, num_frames=d.dense_frames, mode="uniform",
                                                        **build)
         D.barrier(info)
+    return train, test, caches
 
+
+def prepare_data(cfg: Config, tokenizer: Callable, info: D.DistInfo | None = None, *,
+                 progress: bool = True) -> RunData:
+    """Locate (or generate) the corpus, build or open the frame caches, tokenise captions.
+
+    Args:
+        cfg: the run's config (``data``, ``synthetic``, ``mof``).
+        tokenizer: captions -> LongTensor (N, L) (the model bundle's tokenizer).
+        info: distributed context; rank 0 builds, the others wait and reuse.
+        progress: progress bars while generating and decoding.
+
+    Returns:
+        :class:`RunData`.
+    """
+    from mofkit.data.loaders import EvalClips
+
+    d = cfg.data
+    train, test, caches = prepare_caches(cfg, info, progress=progress)
+    compress = cfg.compress.name is not None
+    need_grid = "grid" in caches
     train_all_ids = list(train.video_ids)
     train = caches["train_k"].dataset_view(train)
     if need_grid:

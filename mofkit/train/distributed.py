@@ -1,7 +1,10 @@
 """Distributed data parallel helpers: process group from torchrun's environment, feature gathering.
 
-Under ``torchrun --nproc_per_node=N`` the environment holds RANK, WORLD_SIZE and LOCAL_RANK; the
-process group uses NCCL on CUDA and gloo on CPU. Contrastive features are gathered across ranks
+Under ``torchrun --nproc_per_node=N`` the environment holds RANK, WORLD_SIZE, LOCAL_RANK and
+LOCAL_WORLD_SIZE; the process group uses NCCL on CUDA and gloo on CPU. Its timeout (how long a rank
+waits in a collective, e.g. at a barrier while rank 0 alone steps the shared frame bank) is
+``train.dist_timeout_minutes``: NCCL's default of 10 minutes is shorter than some phases at MSR-VTT
+scale. Contrastive features are gathered across ranks
 *with* gradients (``torch.distributed.nn.functional.all_gather``), so every rank computes the loss
 of the whole global batch and, after DDP averages the gradients, the update equals the one a single
 process would make on that batch.
@@ -10,6 +13,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -22,6 +26,7 @@ class DistInfo:
     rank: int = 0  # global rank
     world_size: int = 1  # processes in the job
     local_rank: int = 0  # rank on this machine (selects the GPU)
+    local_world_size: int = 1  # processes on this machine
 
     @property
     def enabled(self) -> bool:
@@ -31,19 +36,42 @@ class DistInfo:
     def is_main(self) -> bool:
         return self.rank == 0
 
+    @property
+    def spans_machines(self) -> bool:
+        """Whether the job's processes run on more than one machine (torchrun --nnodes > 1)."""
+        return self.world_size > self.local_world_size
 
-def init_distributed(device_type: str) -> DistInfo:
-    """Join the process group torchrun set up, or return a single-process ``DistInfo``."""
+
+def dist_info_from_env() -> DistInfo:
+    """Where this process stands, from torchrun's environment (one process without it)."""
     world = int(os.environ.get("WORLD_SIZE", 1))
     if world <= 1:
         return DistInfo()
-    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", 0))
+    return DistInfo(rank=int(os.environ["RANK"]), world_size=world,
+                    local_rank=int(os.environ.get("LOCAL_RANK", 0)),
+                    local_world_size=int(os.environ.get("LOCAL_WORLD_SIZE", world)))
+
+
+def init_distributed(device_type: str, timeout_minutes: float | None = None) -> DistInfo:
+    """Join the process group torchrun set up, or return a single-process ``DistInfo``.
+
+    Args:
+        device_type: ``cuda`` (NCCL) or ``cpu`` (gloo).
+        timeout_minutes: how long a collective may wait (``train.dist_timeout_minutes``); None
+            keeps torch's default (10 minutes for NCCL).
+    """
+    info = dist_info_from_env()
+    if not info.enabled:
+        return info
+    if timeout_minutes is not None and not timeout_minutes > 0:
+        raise ValueError(f"train.dist_timeout_minutes must be > 0, got {timeout_minutes}")
     if not dist.is_initialized():
         backend = "nccl" if device_type == "cuda" else "gloo"
         if device_type == "cuda":
-            torch.cuda.set_device(local)
-        dist.init_process_group(backend=backend)
-    return DistInfo(rank=rank, world_size=world, local_rank=local)
+            torch.cuda.set_device(info.local_rank)
+        kwargs = {} if timeout_minutes is None else {"timeout": timedelta(minutes=timeout_minutes)}
+        dist.init_process_group(backend=backend, **kwargs)
+    return info
 
 
 def barrier(info: DistInfo) -> None:

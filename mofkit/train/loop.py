@@ -39,11 +39,14 @@ import torch
 
 from mofkit.config import Config
 from mofkit.data.reencode import manifest_record
-from mofkit.device import autocast, get_device, grad_scaler, resolve_precision
+from mofkit.device import autocast, get_device, grad_scaler, resolve_precision, to_device
 from mofkit.eval.metrics import DIRECTIONS
 from mofkit.train import distributed as D
 from mofkit.train.checkpoint import (ResumeError, atomic_torch_save, atomic_write_text,
                                      checkpoint_path, load_checkpoint, rng_state, set_rng_state)
+
+
+LOSS_READS_EVERY = 16  # base steps whose losses are read back from the device in one transfer
 
 
 @dataclass
@@ -136,7 +139,7 @@ class Trainer:
         self.cfg = cfg
         self.progress = progress
         self.device = get_device(cfg.device)
-        self.info = D.init_distributed(self.device.type)
+        self.info = D.init_distributed(self.device.type, cfg.train.dist_timeout_minutes)
         if self.info.enabled and self.device.type == "cuda":
             self.device = torch.device("cuda", self.info.local_rank)
         self.precision = resolve_precision(cfg.train.precision, self.device)
@@ -222,7 +225,8 @@ class Trainer:
             self.optimizer = torch.optim.AdamW(groups, lr=t.lr, betas=tuple(t.betas), eps=t.eps)
         from mofkit.train.banks import batches_per_epoch
 
-        n_batches = batches_per_epoch(self.cfg, len(self.data.train), self.info.world_size)
+        n_batches = batches_per_epoch(self.cfg, len(self.data.train), self.info.world_size,
+                                      self.info.spans_machines)
         self.steps_per_epoch = max(1, n_batches // t.grad_accum)
         total = self.steps_per_epoch * t.epochs
         warmup = int(round(t.warmup_fraction * total))
@@ -339,29 +343,56 @@ class Trainer:
         """One pass over the training videos updating the model on the frames the task gives."""
         t = self.cfg.train
         batches = self.task.base_batches(epoch)
-        loader = self.data.train_loader(batches, epoch, with_meta=self.task.meta_frames)
+        loader = self.data.train_loader(batches, epoch, with_meta=self.task.meta_frames,
+                                        frames=self.task.loads_frames)
         self.model.train()
         losses, n_videos, t0 = [], 0, time.time()
-        bar = self.tqdm(loader, len(batches), f"epoch {epoch + 1}/{t.epochs}")
+        # The loader's worker processes start (fork) here, before the task's reader threads do:
+        # a process forked while other threads hold locks can deadlock.
+        bar = self.tqdm(iter(loader), len(batches), f"epoch {epoch + 1}/{t.epochs}")
         self.optimizer.zero_grad(set_to_none=True)
-        for i, batch in enumerate(bar):
-            frames, tokens = self.task.step_inputs(batch, epoch)  # (B, K, 3, S, S), (B, L)
-            loss = self._forward_loss(tokens.to(self.device), frames, batch, epoch) / t.grad_accum
-            self.scaler.scale(loss).backward()
-            if (i + 1) % t.grad_accum == 0:
-                if t.grad_clip > 0:
-                    self.scaler.unscale_(self.optimizer)
-                    torch.nn.utils.clip_grad_norm_(
-                        [p for g in self.optimizer.param_groups for p in g["params"]], t.grad_clip)
-                self.scaler.step(self.optimizer)
-                self.scaler.update()
-                self.optimizer.zero_grad(set_to_none=True)
-                self.scheduler.step()
-                self.monitor.step(epoch, (i + 1) // t.grad_accum, self.steps_per_epoch,
-                                  loss.item() * t.grad_accum, self._learning_rates())
-            losses.append(loss.item() * t.grad_accum)
-            n_videos += len(batch["index"]) * self.info.world_size
-            bar.set_postfix(loss=f"{losses[-1]:.3f}", vid_s=f"{n_videos / (time.time() - t0):.0f}")
+        # Losses stay on the device and are read back LOSS_READS_EVERY steps at a time (one
+        # transfer), so a step never waits for the device just to log; the monitor still gets
+        # every step's loss.
+        pending: list[tuple[torch.Tensor, tuple | None]] = []
+
+        def read_losses() -> None:
+            values = torch.stack([p[0] for p in pending]).tolist() if pending else []
+            for value, (_, logged) in zip(values, pending):
+                losses.append(value * t.grad_accum)
+                if logged is not None:  # (step, learning rates) of an optimiser step
+                    self.monitor.step(epoch, logged[0], self.steps_per_epoch, value * t.grad_accum,
+                                      logged[1])
+            pending.clear()
+            if losses:
+                bar.set_postfix(loss=f"{losses[-1]:.3f}",
+                                vid_s=f"{n_videos / (time.time() - t0):.0f}")
+
+        self.task.start_batches(batches, epoch)
+        try:
+            for i, batch in enumerate(bar):
+                frames, tokens = self.task.step_inputs(batch, epoch)  # (B, K, 3, S, S), (B, L)
+                loss = self._forward_loss(to_device(tokens, self.device), frames, batch,
+                                          epoch) / t.grad_accum
+                self.scaler.scale(loss).backward()
+                logged = None
+                if (i + 1) % t.grad_accum == 0:
+                    if t.grad_clip > 0:
+                        self.scaler.unscale_(self.optimizer)
+                        torch.nn.utils.clip_grad_norm_(
+                            [p for g in self.optimizer.param_groups for p in g["params"]], t.grad_clip)
+                    self.scaler.step(self.optimizer)
+                    self.scaler.update()
+                    self.optimizer.zero_grad(set_to_none=True)
+                    self.scheduler.step()
+                    logged = ((i + 1) // t.grad_accum, self._learning_rates())
+                pending.append((loss.detach().float(), logged))
+                n_videos += len(batch["index"]) * self.info.world_size
+                if len(pending) >= LOSS_READS_EVERY:
+                    read_losses()
+            read_losses()
+        finally:
+            self.task.stop_batches()
         stats = {"train_loss": D.all_reduce_mean(float(np.mean(losses)) if losses else float("nan"),
                                                  self.info, self.device),
                  "lr": self.optimizer.param_groups[0]["lr"], "base_seconds": time.time() - t0}
@@ -506,14 +537,20 @@ class Trainer:
 
 def _check_resumable(saved: Config, cfg: Config, path: Path) -> None:
     """A checkpoint may be resumed with more epochs or another device, not with another setup."""
+    from mofkit.train.tasks import settings_not_read
+
     a, b = saved.to_dict(), cfg.to_dict()
     for d in (a, b):
+        for key in settings_not_read(cfg):  # e.g. the frame optimiser's newer options, for a baseline
+            section, leaf = key.split(".")
+            d[section].pop(leaf, None)
         # What may change between sessions of one run: its length, where and how it runs.
         for key in ("device", "out_dir", "profile", "study"):
             d.pop(key, None)
         d["mof"].pop("bank_dir", None)  # the bank may move (a sharded one is checked shard by shard)
         d["train"].pop("epochs")
         d["train"].pop("tensorboard", None)
+        d["train"].pop("dist_timeout_minutes", None)
         for key in ("num_workers", "cache_dir"):
             d["data"].pop(key)
         for key in ("root", "video_dir"):  # the same folder, however it was spelled

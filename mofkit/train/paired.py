@@ -23,21 +23,25 @@ from typing import Any
 
 from mofkit.config import Config
 from mofkit.eval.stats import RANKS_FILE
+from mofkit.train.tasks import settings_not_read
 
 KEPT_FILES = ("config.json", "metrics.json", RANKS_FILE)
 # what may differ between two runs that are the same run: where they write and read caches, on
-# which device, with how many loader workers, the study grids around them, and the pretraining
-# settings (a run that starts from the towers of `mofkit pretrain` names their file in
-# model.pretrained; a run that does not never reads them)
-_NOT_THE_RUN = ("out_dir", "device", "study", "pretrain", "data.num_workers", "data.cache_dir")
+# which device, with how many loader workers and how patient its processes are with each other,
+# the study grids around them, and the pretraining settings (a run that starts from the towers of
+# `mofkit pretrain` names their file in model.pretrained; a run that does not never reads them)
+_NOT_THE_RUN = ("out_dir", "device", "study", "pretrain", "data.num_workers", "data.cache_dir",
+                "train.dist_timeout_minutes")
 
 
 def run_identity(cfg: Config | dict) -> dict[str, Any]:
     """The settings that make a run what it is (``cfg`` without :data:`_NOT_THE_RUN`), JSON-like.
 
     A stored config is read through :meth:`Config.from_dict`, so a setting added to the kit since
-    the run was kept counts at its default (new settings default to the behaviour before them); a
-    stored key the kit no longer knows leaves the dict as stored, which then matches no config.
+    the run was kept counts at its default (new settings default to the behaviour before them, or
+    are read at that behaviour: ``mofkit.config.BEFORE_ADDED``); a stored key the kit no longer
+    knows leaves the dict as stored, which then matches no config. Settings the run's task never
+    reads (:func:`mofkit.train.tasks.settings_not_read`) are left out.
     """
     if not isinstance(cfg, Config):
         try:
@@ -45,7 +49,7 @@ def run_identity(cfg: Config | dict) -> dict[str, Any]:
         except (KeyError, ValueError, TypeError, AttributeError):
             pass
     d = json.loads(json.dumps(cfg.to_dict() if isinstance(cfg, Config) else cfg, default=list))
-    for key in _NOT_THE_RUN:
+    for key in _NOT_THE_RUN + (settings_not_read(cfg) if isinstance(cfg, Config) else ()):
         *parents, leaf = key.split(".")
         node = d
         for p in parents:

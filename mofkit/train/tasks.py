@@ -35,15 +35,23 @@ place that knows about it; the bank tasks draw their batches from it too.
 from __future__ import annotations
 
 import json
+import os
 import time
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
+from mofkit.bilevel.adam import EPS_SCALES
 from mofkit.bilevel.bank import step_lr
+from mofkit.device import host_buffer, to_device
+from mofkit.train.feed import ReadAhead
 from mofkit.train import distributed as D
 from mofkit.train.banks import bank_placement
+
+READ_AHEAD = 3  # batches of bank frames read ahead of the step (each 300 MB at the paper shape)
+# threads reading them: one copies 3 to 5 GB/s from the page cache, a step of 50 ms wants 6
+READERS = max(2, min(4, (os.cpu_count() or 1) // 4))
 
 if TYPE_CHECKING:
     from mofkit.config import Config
@@ -59,6 +67,7 @@ class Task:
 
     name = "task"
     meta_frames = False  # the training loader yields each video's N whole-video frames too
+    loads_frames = True  # the training loader decodes each video's K frames (a bank task reads its own)
 
     def __init__(self, trainer: "Trainer"):
         self.trainer = trainer
@@ -74,6 +83,12 @@ class Task:
         tr, t = self.trainer, self.cfg.train
         return epoch_batches(len(tr.data.train), t.batch_size, t.seed, epoch, tr.info,
                              groups=tr.batch_groups)
+
+    def start_batches(self, batches: list[np.ndarray], epoch: int) -> None:
+        """Before a base epoch's first step, with the batches it will take (to read ahead)."""
+
+    def stop_batches(self) -> None:
+        """After a base epoch's last step, or when it stops early."""
 
     def step_inputs(self, batch: dict, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The frames (B, K, 3, S, S) on the device and tokens (B, L) one base step trains on."""
@@ -121,11 +136,13 @@ class MOFTask(Task):
     """Meta-Optimized Frames with one frame update per meta epoch (the reference's schedule)."""
 
     name = "mof"
+    loads_frames = False  # the base step's frames come from the bank
 
     def __init__(self, trainer: "Trainer"):
         super().__init__(trainer)
         self.shared = bank_placement(trainer)  # one shared bank, or this rank's shards
         self.frame_steps = 0  # frame-lr schedule position: meta epochs (or epochs) with frame updates
+        self._ahead: ReadAhead | None = None  # bank frames of the coming base batches
 
     @property
     def bank(self):
@@ -141,13 +158,29 @@ class MOFTask(Task):
     def base_batches(self, epoch: int) -> list[np.ndarray]:
         return self.shared.base_batches(epoch, self.trainer.batch_groups)
 
+    def start_batches(self, batches: list[np.ndarray], epoch: int) -> None:
+        self.stop_batches()
+        self._ahead = ReadAhead(batches, self._read_host, depth=READ_AHEAD, workers=READERS)
+
+    def stop_batches(self) -> None:
+        if self._ahead is not None:
+            self._ahead.close()
+            self._ahead = None
+
     def step_inputs(self, batch: dict, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
         rows = batch["index"].numpy()
-        frames, kept = self.compressed_frames(rows)  # (B, K, 3, S, S)
+        return self._base_inputs(batch, epoch, self.compressed_frames(rows, self._next_host(rows)))
+
+    def _base_inputs(self, batch: dict, epoch: int,
+                     frames_kept: tuple[torch.Tensor, np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+        rows = batch["index"].numpy()
+        frames, kept = frames_kept  # (B, K, 3, S, S) on the device, the rows they belong to
         if self.cfg.mof.augment:  # the baseline's crop of this (seed, epoch, video), on bank frames
             tr = self.trainer
             frames = tr.preprocess.crop_with_seeds(
                 frames, [(self.cfg.train.seed, epoch, int(r)) for r in kept], **tr.data.aug)
+        if len(kept) == len(rows):
+            return frames, batch["tokens"]
         return frames, batch["tokens"][torch.from_numpy(np.isin(rows, kept))]
 
     def end_epoch(self, epoch: int) -> dict[str, Any]:
@@ -177,32 +210,73 @@ class MOFTask(Task):
         m = self.cfg.mof
         return step_lr(m.frame_lr, self.frame_steps, m.frame_lr_step, m.frame_lr_gamma)
 
-    def compressed_frames(self, rows: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
-        """Bank frames of these training rows, minus rows holding non-finite values."""
-        x = self.bank.read(rows)  # (B, K, 3, S, S) float32
-        ok = torch.isfinite(x.flatten(1)).all(dim=1).numpy()
-        if not ok.all():
-            self.trainer.report_nonfinite(rows[~ok], "frame")
-        return x[torch.from_numpy(ok)].to(self.trainer.device), rows[ok]
+    def frame_adam(self) -> dict[str, Any]:
+        """The frame optimiser's settings other than the learning rate (bank step keywords)."""
+        m = self.cfg.mof
+        return {"betas": tuple(m.frame_betas), "eps": m.frame_eps, "eps_scale": m.frame_eps_scale,
+                "max_change": m.frame_step_cap}
+
+    def _read_host(self, rows: np.ndarray) -> tuple[np.ndarray, torch.Tensor]:
+        """Bank frames of these rows in a host buffer (pinned for a CUDA device), in the bank's
+        storage dtype: a float16 bank moves half the bytes and is widened on the device."""
+        dtype = torch.float16 if self.bank.dtype == "float16" else torch.float32
+        buf = host_buffer((len(rows), *self.bank.frame_shape), dtype, self.trainer.device)
+        return rows, self.bank.read(rows, out=buf)
+
+    def _next_host(self, rows: np.ndarray) -> torch.Tensor | None:
+        """The read-ahead frames of this batch (None without a read-ahead running)."""
+        if self._ahead is None:
+            return None
+        got, host = self._ahead.next()
+        if not np.array_equal(got, rows):
+            raise RuntimeError(f"{type(self).__name__}: the bank read ahead rows {got[:4]}... for a "
+                               f"batch of rows {rows[:4]}...; start_batches was given other batches")
+        return host
+
+    def compressed_frames(self, rows: np.ndarray,
+                          host: torch.Tensor | None = None) -> tuple[torch.Tensor, np.ndarray]:
+        """Bank frames of these training rows on the device, minus rows holding non-finite values.
+
+        Args:
+            rows: training rows.
+            host: their frames already read into a host buffer (:meth:`_read_host`); None reads now.
+
+        Returns:
+            (frames (B', K, 3, S, S) on the device, their rows). The finiteness check runs on the
+            device; one flag is read back (the rows are only looked at when it says some failed).
+        """
+        if host is None:
+            host = self._read_host(rows)[1]
+        x = to_device(host, self.trainer.device).float()  # (B, K, 3, S, S) float32
+        ok = torch.isfinite(x.flatten(1)).all(dim=1)  # (B,) on the device
+        if bool(ok.all()):
+            return x, rows
+        ok = ok.cpu().numpy()
+        self.trainer.report_nonfinite(rows[~ok], "frame")
+        return x[torch.from_numpy(ok).to(x.device)], rows[ok]
 
     def meta_step(self, rows: np.ndarray, tokens: torch.Tensor, meta_frames: torch.Tensor,
-                  *, apply_now: bool) -> tuple[float, float] | None:
-        """Hypergradient for one meta batch; accumulate it in the bank or apply it at once."""
+                  *, apply_now: bool, host: torch.Tensor | None = None) -> tuple[float, float] | None:
+        """Hypergradient for one meta batch; accumulate it in the bank or apply it at once.
+
+        ``host``: the rows' bank frames already read (:meth:`_read_host`); None reads them now."""
         from mofkit.bilevel.meta import hypergradient
         from mofkit.device import autocast
         from mofkit.models.loss import contrastive_loss
 
         tr, m = self.trainer, self.cfg.mof
-        x, kept = self.compressed_frames(rows)
+        x, kept = self.compressed_frames(rows, host)
         if len(kept) < 2:  # a contrastive loss needs at least two videos
             return None
-        keep = torch.from_numpy(np.isin(rows, kept))
-        v = tr.preprocess.eval(meta_frames[keep].to(tr.device))  # (B, N, 3, S, S)
+        if len(kept) < len(rows):  # (a copy only then: the loader's batch may be in pinned memory)
+            keep = torch.from_numpy(np.isin(rows, kept))
+            meta_frames, tokens = meta_frames[keep], tokens[keep]
+        v = tr.preprocess.eval(to_device(meta_frames, tr.device))  # (B, N, 3, S, S)
         was_training = tr.model.training
         tr.model.eval()  # the meta step sees no dropout and changes no weight
-        res = hypergradient(tr.model, contrastive_loss, tokens[keep].to(tr.device), x, v,
+        res = hypergradient(tr.model, contrastive_loss, to_device(tokens, tr.device), x, v,
                             alpha=m.alpha, method=m.hypergrad, fd_eps=m.fd_eps,
-                            autocast=autocast(tr.device, tr.precision))
+                            autocast=autocast(tr.device, tr.precision), chunk=m.meta_chunk)
         tr.model.train(was_training)
         finite = res.finite.cpu().numpy()
         if not finite.all():
@@ -210,8 +284,7 @@ class MOFTask(Task):
         rows_ok, grad = kept[finite], res.grad[torch.from_numpy(finite)].float().cpu()
         if len(rows_ok):
             if apply_now:
-                skipped = self.bank.step_rows(rows_ok, grad, lr=self.frame_lr(),
-                                              betas=tuple(m.frame_betas), max_change=m.frame_step_cap)
+                skipped = self.bank.step_rows(rows_ok, grad, lr=self.frame_lr(), **self.frame_adam())
             else:
                 skipped = self.bank.accumulate(rows_ok, grad)
             if len(skipped):
@@ -220,19 +293,21 @@ class MOFTask(Task):
 
     def meta_epoch(self, epoch: int) -> dict:
         """Accumulate every training video's hypergradient, then one Adam step on all frames."""
-        tr, m, t = self.trainer, self.cfg.mof, self.cfg.train
+        tr, t = self.trainer, self.cfg.train
         info = tr.info
         mine = self.shared.meta_batches(epoch, tr.batch_groups)  # every video once, on one rank
         loader = tr.data.train_loader(mine, epoch, with_meta=True, frames=False)
         l1, l2, t0 = [], [], time.time()
-        for batch in tr.tqdm(loader, len(mine), f"meta {epoch + 1}/{t.epochs}"):
-            out = self.meta_step(batch["index"].numpy(), batch["tokens"], batch["meta_frames"],
-                                 apply_now=False)
-            if out is not None:
-                l1.append(out[0])
-                l2.append(out[1])
-        stats = self.shared.step_accumulated(lr=self.frame_lr(), betas=tuple(m.frame_betas),
-                                             max_change=m.frame_step_cap)
+        batches = iter(loader)  # its worker processes fork before the reader threads start
+        with ReadAhead(mine, self._read_host, depth=READ_AHEAD, workers=READERS) as ahead:
+            for batch in tr.tqdm(batches, len(mine), f"meta {epoch + 1}/{t.epochs}"):
+                rows, host = ahead.next()
+                out = self.meta_step(rows, batch["tokens"], batch["meta_frames"], apply_now=False,
+                                     host=host)
+                if out is not None:
+                    l1.append(out[0])
+                    l2.append(out[1])
+        stats = self.shared.step_accumulated(lr=self.frame_lr(), **self.frame_adam())
         self.frame_steps += 1
         out = {"meta_loss_compressed": D.all_reduce_mean(float(np.mean(l1)) if l1 else float("nan"),
                                                          info, tr.device),
@@ -296,12 +371,13 @@ class MOFBatchTask(MOFTask):
         self._l2: list[float] = []
 
     def step_inputs(self, batch: dict, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
-        out = self.meta_step(batch["index"].numpy(), batch["tokens"], batch["meta_frames"],
-                             apply_now=True)
+        rows = batch["index"].numpy()
+        out = self.meta_step(rows, batch["tokens"], batch["meta_frames"], apply_now=True,
+                             host=self._next_host(rows))  # the frames before this batch's update
         if out is not None:
             self._l1.append(out[0])
             self._l2.append(out[1])
-        return super().step_inputs(batch, epoch)
+        return self._base_inputs(batch, epoch, self.compressed_frames(rows))  # the moved frames
 
     def epoch_stats(self) -> dict[str, float]:
         l1, l2 = self._l1, self._l2
@@ -415,7 +491,8 @@ class AmortisedCompressTask(CompressTask):
             res = amortised_hypergradient(tr.model, tr.compressor_net, contrastive_loss,
                                           batch["tokens"].to(tr.device), x, whole, alpha=m.alpha,
                                           method=m.hypergrad, fd_eps=m.fd_eps,
-                                          autocast=autocast(tr.device, tr.precision))
+                                          autocast=autocast(tr.device, tr.precision),
+                                          chunk=m.meta_chunk)
             tr.model.train(was_training)
             if not bool(res.finite.all()):
                 tr.report_nonfinite(batch["index"].numpy()[~res.finite.cpu().numpy()], "hypergradient")
@@ -470,10 +547,31 @@ def task_name(cfg: "Config") -> str:
         raise ValueError(f"mof.update={cfg.mof.update!r}: use 'epoch' (one frame update per meta "
                          f"epoch), 'batch' (interleaved with the base steps) or 'none' (a frozen "
                          f"bank, a control)")
+    if cfg.mof.meta_chunk < 0:
+        raise ValueError(f"mof.meta_chunk={cfg.mof.meta_chunk}: videos per piece of the meta step's "
+                         f"N-frame pass, or 0 for the whole meta batch at once")
+    if cfg.mof.frame_eps_scale not in EPS_SCALES:
+        raise ValueError(f"mof.frame_eps_scale={cfg.mof.frame_eps_scale!r}: use 'row' (frame_eps relative "
+                         f"to each video's gradient scale) or 'absolute' (torch's Adam)")
     if cfg.mof.init == "oracle" and cfg.data.dataset != "synthetic":
         raise ValueError("mof.init='oracle' takes frames inside the captioned events, which only the "
                          "synthetic corpus records; use 'uniform' or 'train_crop'")
     return names[cfg.mof.update]
+
+
+FRAME_STEP_TASKS = ("mof", "mof-batch")  # the tasks whose frames the frame optimiser moves
+_FRAME_OPTIMISER_ADDED = ("mof.frame_eps", "mof.frame_eps_scale")  # frame Adam settings added later
+
+
+def settings_not_read(cfg: "Config") -> tuple[str, ...]:
+    """Dotted keys of settings that ``cfg``'s task never reads, among those added to the kit after
+    runs were kept: two runs that differ only in them are the same run (a baseline run is not
+    trained again because the frame optimiser gained an option). Empty for an invalid config."""
+    try:
+        name = task_name(cfg)
+    except ValueError:
+        return ()
+    return () if name in FRAME_STEP_TASKS else _FRAME_OPTIMISER_ADDED
 
 
 def create_task(trainer: "Trainer", name: str | None = None) -> Task:
