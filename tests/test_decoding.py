@@ -1,6 +1,7 @@
 """Decode workers (mofkit.data.decoding): the same results in the same order as decoding in this
 process, failures as results, the caller's torch threads set while they run, no process left
 behind when the caller stops early."""
+import contextlib
 import multiprocessing
 import os
 
@@ -55,6 +56,13 @@ def test_jobs_run_in_worker_processes_and_stop_with_the_caller(clips):
     gen = decode_many(list(range(40)), _pid, workers=2, chunk=2)
     assert next(gen)[0] == 0
     gen.close()
+    assert multiprocessing.active_children() == []
+    # the caller is interrupted while the workers decode ahead: the pool goes with it
+    with pytest.raises(KeyboardInterrupt):
+        with contextlib.closing(decode_many(list(range(40)), _pid, workers=2, chunk=2)) as results:
+            for job, _ in results:
+                if job == 5:
+                    raise KeyboardInterrupt
     assert multiprocessing.active_children() == []
     # one chunk, or workers=0: in this process
     assert {pid for _, pid in decode_many(list(range(3)), _pid, workers=2, chunk=8)} == {os.getpid()}

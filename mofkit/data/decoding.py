@@ -133,18 +133,23 @@ def decode_many(jobs: Sequence, fn: Callable[[Any], Any] = read_job, *, workers:
         fn: a module-level function (workers import it by name) mapping a job to a picklable
             result; tensors in it travel through shared memory. It should return failures as
             results: an exception in a worker stops the iteration.
-        workers: decode processes; None: :func:`default_workers`; 0: in this process.
+        workers: decode processes; None: :func:`default_workers`; 0: in this process (also
+            inside a daemonic process, which may not start any).
         chunk: jobs per loader item (a worker decodes a chunk, then hands it over).
         prefetch: chunks each worker decodes ahead of the caller.
 
     Yields:
         One result per job, in order.
     """
+    import multiprocessing
+
     jobs = list(jobs)
     if workers is None:
         workers = default_workers(len(jobs), chunk)
     data = _Chunks(jobs, fn, chunk)
     workers = min(int(workers), len(data))
+    if multiprocessing.current_process().daemon:
+        workers = 0  # a daemonic process (a pool's worker) may not start processes of its own
     if workers <= 0 or len(data) <= 1:
         for i in range(len(data)):
             yield from data[i]
