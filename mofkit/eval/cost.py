@@ -311,6 +311,19 @@ def end_to_end_throughput(model: nn.Module, paths, num_frames: int, *, preproces
             "workers": workers, "device": str(device)}
 
 
+def describe_throughput(device: str = "auto", videos: int = 64, batch_size: int = 32) -> str:
+    """The setup :func:`end_to_end_throughput` measures ``videos`` videos on, in words (for a
+    table's footnote): the machine, the decode workers and the encoder's torch threads."""
+    from mofkit.data.decoding import default_workers, usable_cpus
+    from mofkit.device import describe_device
+
+    dev = get_device(device)
+    workers = default_workers(videos, max(1, min(8, batch_size)))
+    threads = max(1, usable_cpus() - workers) if workers else torch.get_num_threads()
+    machine = describe_device(device).rsplit(", ", 1)[0] if dev.type == "cpu" else describe_device(device)
+    return f"{machine}, {workers} decode workers, encoder on {threads} torch thread{'s' if threads > 1 else ''}"
+
+
 def cost_table(cfg, paths, k_values=None) -> "pd.DataFrame":
     """The whole inference cost per test video of a config's model at each K.
 
