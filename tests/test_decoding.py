@@ -88,3 +88,27 @@ def test_default_workers():
     assert default_workers(3, chunk=8) == 0  # a single chunk: nothing to overlap
     assert 1 <= default_workers(1000) == min(8, usable_cpus())
     assert np.isscalar(default_workers())
+
+
+def test_a_result_travels_as_bytes_not_shared_memory(clips):
+    """Pickled (as a worker sends it), a result holds a plain array, and comes back a tensor."""
+    import pickle
+
+    from multiprocessing.reduction import ForkingPickler
+
+    import torch.multiprocessing  # noqa: F401  (registers the shared-memory reductions of tensors)
+
+    res = read_job(ReadJob(str(clips[0]), 4, backend="pyav" if "pyav" in _backends() else "decord"))
+    blob = ForkingPickler.dumps(res)
+    assert len(blob) > res.frames.numel()  # the pixels themselves, not a handle to shared memory
+    back = pickle.loads(blob)
+    assert isinstance(back.frames, torch.Tensor) and torch.equal(back.frames, res.frames)
+    assert back.indices.tolist() == res.indices.tolist() and back.ok
+    bad = pickle.loads(ForkingPickler.dumps(read_job(ReadJob(str(clips[4]), 4))))
+    assert bad.frames is None and not bad.ok
+
+
+def _backends():
+    from mofkit.data.video import available_backends
+
+    return available_backends()

@@ -94,8 +94,7 @@ def _decode_one(job: tuple) -> tuple:
         frames = _center_square(got.frames.numpy(), size)  # (T, h, w, 3) -> (T, S, S, 3)
     except VideoReadError as e:
         return ("error", str(e))
-    return ("ok", torch.from_numpy(np.ascontiguousarray(frames)), got.indices, got.num_frames, got.fps,
-            got.width, got.height)
+    return ("ok", np.ascontiguousarray(frames), got.indices, got.num_frames, got.fps, got.width, got.height)
 
 
 @contextlib.contextmanager
@@ -318,7 +317,7 @@ class FrameCache:
                     excluded[vid] = res[1]
                     continue
                 _, frames, idx, n, f, w, h = res
-                mm[len(ids)] = frames.numpy()  # readable videos fill rows 0 .. V-1 in dataset order
+                mm[len(ids)] = frames  # readable videos fill rows 0 .. V-1 in dataset order
                 ids.append(vid)
                 indices.append(idx.tolist())
                 counts.append(int(n))

@@ -92,6 +92,20 @@ class ReadResult:
     def ok(self) -> bool:
         return self.error is None
 
+    # From a worker the frames travel as bytes through the loader's pipe, not as a shared-memory
+    # tensor: containers often cap /dev/shm at 64 MB, and 8 workers with chunks of 32 frames at
+    # 224 px hold several hundred MB in flight.
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        if state["frames"] is not None:
+            state["frames"] = state["frames"].numpy()
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        if state["frames"] is not None:
+            state["frames"] = torch.from_numpy(state["frames"])
+        self.__dict__.update(state)
+
 
 def read_job(job: ReadJob) -> ReadResult:
     """Decode one job's frames in one open (runs in a worker); failures become ``error``."""
@@ -131,8 +145,9 @@ def decode_many(jobs: Sequence, fn: Callable[[Any], Any] = read_job, *, workers:
     Args:
         jobs: picklable jobs (e.g. :class:`ReadJob`).
         fn: a module-level function (workers import it by name) mapping a job to a picklable
-            result; tensors in it travel through shared memory. It should return failures as
-            results: an exception in a worker stops the iteration.
+            result (tensors in it travel through shared memory, numpy arrays and
+            :class:`ReadResult` through the loader's pipe). It should return failures as results:
+            an exception in a worker stops the iteration.
         workers: decode processes; None: :func:`default_workers`; 0: in this process (also
             inside a daemonic process, which may not start any).
         chunk: jobs per loader item (a worker decodes a chunk, then hands it over).

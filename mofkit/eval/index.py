@@ -5,7 +5,13 @@ the run was trained to see them: K uniform frames, or N frames through the run's
 compressor) and writes the index; ``python -m mofkit search INDEX "query"`` then embeds only the
 query. Calling ``index`` again embeds only the files that are new or changed (by size and
 modification time) and drops the ones that are gone; a large gallery is saved every minute while
-it is embedded, so an interrupted call goes on where it stopped.
+it is embedded, and an interrupted call (Ctrl-C) saves what it embedded before it stops, so the
+next call goes on where it stopped. A file that cannot be read is listed with its reason, not
+fatal.
+
+Decode processes (:mod:`mofkit.data.decoding`, one per core by default, each video opened once)
+work ahead of the model, which embeds one batch while they decode the next ones, with the torch
+threads they leave.
 
 An index records the model it was built with (a digest of the run's weights, its architecture)
 and the frame settings (K, decode size, decoder, compressor); updating it with another run, or
