@@ -139,7 +139,7 @@ def _single_threaded(_worker_id: int) -> None:
 
 
 def decode_many(jobs: Sequence, fn: Callable[[Any], Any] = read_job, *, workers: int | None = None,
-                chunk: int = 8, prefetch: int = 2) -> Iterator:
+                chunk: int = 8, ahead: int | None = None) -> Iterator:
     """``fn(job)`` of every job, in the jobs' order, computed by ``workers`` decode processes.
 
     Args:
@@ -151,7 +151,9 @@ def decode_many(jobs: Sequence, fn: Callable[[Any], Any] = read_job, *, workers:
         workers: decode processes; None: :func:`default_workers`; 0: in this process (also
             inside a daemonic process, which may not start any).
         chunk: jobs per loader item (a worker decodes a chunk, then hands it over).
-        prefetch: chunks each worker decodes ahead of the caller.
+        ahead: results the workers may hold ready before the caller takes them (None: two
+            chunks per worker). A caller that consumes in batches should allow at least two
+            batches, so the workers go on decoding while it works on one.
 
     Yields:
         One result per job, in order.
@@ -169,6 +171,7 @@ def decode_many(jobs: Sequence, fn: Callable[[Any], Any] = read_job, *, workers:
         for i in range(len(data)):
             yield from data[i]
         return
+    prefetch = max(2, -(-int(ahead) // (workers * chunk))) if ahead else 2  # chunks per worker
     loader = torch.utils.data.DataLoader(data, batch_size=None, shuffle=False, num_workers=workers,
                                          collate_fn=_as_is, prefetch_factor=prefetch,
                                          worker_init_fn=_single_threaded, persistent_workers=False)

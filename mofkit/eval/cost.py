@@ -292,7 +292,8 @@ def end_to_end_throughput(model: nn.Module, paths, num_frames: int, *, preproces
             run(frames_of([(j, read_job(j)) for j in jobs[:batch_size]]))  # warm-up, not timed
             compress = encode = 0.0
             start = time.perf_counter()
-            with contextlib.closing(decode_many(jobs, read_job, workers=workers, chunk=chunk)) as results:
+            with contextlib.closing(decode_many(jobs, read_job, workers=workers, chunk=chunk,
+                                                ahead=2 * batch_size)) as results:
                 batch: list = []
                 for i, res in enumerate(results):
                     batch.append((jobs[i], res))

@@ -347,7 +347,8 @@ def build_index(source: str | Path | Sequence[tuple[str, str | Path, str]], run_
                dynamic_ncols=True)
     try:
         with encoder_threads(workers), contextlib.closing(decode_many(
-                [model.job(path) for _, path, *_ in todo], read_job, workers=workers, chunk=chunk)) as results:
+                [model.job(path) for _, path, *_ in todo], read_job, workers=workers, chunk=chunk,
+                ahead=2 * batch_size)) as results:
             for done, (item, res) in enumerate(zip(todo, results), 1):
                 vid, stat = item[0], item[3]
                 if res.ok:
