@@ -35,12 +35,12 @@ def usable_cpus() -> int:
 
 
 def default_workers(videos: int | None = None, chunk: int = 8) -> int:
-    """Decode processes for ``videos`` videos: one per core, at most 8, and none for a single
-    chunk (starting processes would cost more than they overlap)."""
-    n = min(8, usable_cpus())
-    if videos is not None and videos <= chunk:
+    """Decode processes for ``videos`` videos: one per core, at most 8; none on a single core or
+    for a single chunk (there processes would cost more than they overlap)."""
+    cpus = usable_cpus()
+    if cpus < 2 or (videos is not None and videos <= chunk):
         return 0
-    return n
+    return min(8, cpus)
 
 
 @contextlib.contextmanager
