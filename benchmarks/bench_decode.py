@@ -22,9 +22,9 @@ on a shared machine compare the ratios, which are measured side by side, not abs
    per video of all the processes (this one and the workers it started), which the load of a
    shared machine moves less than wall time.
 3. **End to end** (``mofkit.train.studies.measured_throughput``, what ``eval/cost.py`` and the
-   studies' videos/s columns report): uniform K = 4, 5, 6, 8, 16 and every compressor of the
-   compressors study (N = 32 decoded, compressed to K = 4), on 64 test videos of the synthetic
-   corpus.
+   studies' videos/s columns report) with the cpu profile's model: uniform K = 4 and the
+   compressors study's other K (5, 6, 8, 16) and every compressor of that study (N = 32 decoded,
+   compressed to K = 4), on 64 test videos of the synthetic corpus.
 
 Usage::
 
@@ -209,7 +209,7 @@ def make_run(folder: Path, root: Path, backend: str) -> Path:
     """A 'trained' run of the cpu profile's K = 4 model with random weights."""
     from mofkit.models import create_from_config
 
-    cfg = get_config("cpu", {"data.root": str(root), "data.backend": backend})
+    cfg = get_config("cpu", {"data.root": str(root), "data.backend": backend, "model.pretrained": None})
     folder.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
     bundle = create_from_config(cfg.model, "cpu")
@@ -301,8 +301,9 @@ def e2e_table(root: Path, repeats: int, videos: int = 64) -> list[dict]:
 
     cfg = get_config("cpu", {"data.root": str(root)})
     threads = torch.get_num_threads()
-    methods = {f"uniform K={k}": (k, None) for k in (4, 5, 6, 8, 16)}
-    methods.update({name: (cfg.data.num_frames, spec) for name, spec in COMPRESSORS.items()})
+    ks = sorted({cfg.data.num_frames, *cfg.study.compressor_k_values})
+    methods = {f"uniform K={k}": (k, None) for k in ks}
+    methods.update({name: (cfg.data.num_frames, COMPRESSORS[name]) for name in cfg.study.compressors})
 
     def run(m):
         torch.set_num_threads(threads)
