@@ -3,8 +3,8 @@
 Writes (or reuses) a corpus of real mp4 files, then prints one table:
 
 * corpus generation time (when it had to be written),
-* decode throughput for uniform-8 and dense-32 sampling with each installed backend (a probe and one
-  ``read_frames`` per video, frames resized on decode), in videos/s and frames/s,
+* decode throughput for uniform-8 and dense-32 sampling with each installed backend
+  (``read_video``: one open per video, frames resized on decode), in videos/s and frames/s,
 * frame-cache build time (T = 32) in this process and with decoding worker processes,
 * cache read throughput through the DataLoader (batches of 32 ``TrainClips`` items, K = 4 of the
   32-frame grid), with 0 and 2 loader workers,

@@ -3,9 +3,9 @@
 Writes ``--videos`` H.264 mp4 files the size of raw MSR-VTT clips (320x240 at 30 fps, ``--seconds``
 long, x264's default keyframe interval: moving shapes over a textured background), re-encodes them
 with :func:`mofkit.data.reencode.reencode_folder` (default 3 fps, 224 px short side), and prints one
-table: for each installed decoder, the kit's read of ``--k`` uniform frames per video (a probe and
-one ``read_frames``, resized to 224 px on decode) in videos/s before and after, the speed-up, the
-re-encoding time, and the folder sizes.
+table: for each installed decoder, the kit's read of ``--k`` uniform frames per video
+(``read_video``: one open, resized to 224 px on decode) in videos/s before and after, the
+speed-up, the re-encoding time, and the folder sizes.
 
 Usage::
 
@@ -54,7 +54,7 @@ def write_raw_like(path: Path, seconds: float, seed: int, size=(240, 320), fps: 
 
 
 def decode_rate(folder: Path, k: int, backend: str, size: int) -> float:
-    """Videos per second of the kit's read: a probe and ``k`` uniform frames, resized on decode."""
+    """Videos per second of the kit's read: ``k`` uniform frames in one open, resized on decode."""
     videos = find_videos(folder)
     read_video(videos[0][1], k, size=size, backend=backend)  # warm-up (libraries, page cache)
     t0 = time.perf_counter()

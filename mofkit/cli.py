@@ -209,7 +209,8 @@ def _cmd_index(args) -> int:
 
     try:
         report = build_index(args.folder, args.run, args.out, device=args.device,
-                             batch_size=args.batch_size, progress=sys.stderr.isatty())
+                             batch_size=args.batch_size, progress=sys.stderr.isatty(),
+                             workers=args.workers)
     except IndexMismatchError as e:
         print(f"mofkit index: {e}", file=sys.stderr)
         return 1
@@ -459,6 +460,9 @@ def build_parser() -> argparse.ArgumentParser:
     ix.add_argument("--out", default=None, help="index folder (default FOLDER/.mofkit_index)")
     ix.add_argument("--device", default="auto")
     ix.add_argument("--batch-size", type=int, default=32)
+    ix.add_argument("--workers", type=int, default=None,
+                    help="decode processes working ahead of the model (default one per core, at "
+                         "most 8; 0 decodes in the main process)")
     ix.set_defaults(fn=_cmd_index)
 
     se = sub.add_parser("search", help="text search over an index built by 'mofkit index'")

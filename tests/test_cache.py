@@ -33,7 +33,7 @@ def corpus(tmp_path, bad_videos):
 
 
 def _build(ds, tmp_path, **kw):
-    kw = {"num_frames": T, "size": S, "cache_dir": tmp_path / "cache", "progress": False, **kw}
+    kw = {"num_frames": T, "size": S, "cache_dir": tmp_path / "cache", "progress": False, "workers": 0, **kw}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         cache = FrameCache.build(ds, **kw)
@@ -181,11 +181,19 @@ def test_pickle_reopens_memmap(corpus, tmp_path):
     assert torch.equal(clone.rows([0, 4]), cache.rows([0, 4]))
 
 
-def test_worker_processes_give_the_same_cache(corpus, tmp_path):
-    a, _ = _build(corpus, tmp_path)
-    b, warned = _build(corpus, tmp_path / "other", workers=2)
-    assert torch.equal(a.rows(np.arange(5)), b.rows(np.arange(5)))
-    assert b.excluded.keys() == a.excluded.keys() and len(warned) == 1
+@pytest.mark.parametrize("backend", ["decord", "pyav"])
+def test_worker_processes_give_the_same_cache(corpus, tmp_path, backend):
+    need_backend(backend)
+    a, _ = _build(corpus, tmp_path, backend=backend)
+    b, warned = _build(corpus, tmp_path / "other", workers=2, backend=backend)
+    c, _ = _build(corpus, tmp_path / "auto", workers=None, backend=backend)  # the default: one per core
+    for other in (b, c):
+        assert torch.equal(a.rows(np.arange(5)), other.rows(np.arange(5)))
+        assert other.excluded == a.excluded and other.video_ids == a.video_ids
+        for key in ("frame_indices", "num_source_frames", "fps", "source_size"):
+            assert other.meta[key] == a.meta[key], key
+    assert len(warned) == 1
+    assert mp.active_children() == []
 
 
 def _build_in_child(ds, cache_dir, log_dir):

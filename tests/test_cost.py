@@ -189,3 +189,37 @@ def test_end_to_end_throughput_decodes_n_frames_and_compresses_them_to_k(tmp_pat
     assert got["videos_per_s"] == pytest.approx(3 / total)
     with pytest.raises(ValueError, match="input_frames"):
         end_to_end_throughput(model, paths, 4, preprocess=pre, compressor=comp)
+
+
+class _Keeper(nn.Module):
+    """A stand-in retrieval model: keeps the frames it encodes."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def encode_video(self, x):
+        self.seen.append(x.clone())
+        return x.flatten(2).mean(-1)
+
+
+def test_end_to_end_throughput_with_decode_workers_encodes_the_same_frames(tmp_path):
+    from conftest import write_video
+    from mofkit.data.video import VideoReadError, available_backends
+    from mofkit.eval.cost import end_to_end_throughput
+
+    paths = [write_video(tmp_path / f"v{i}.mp4", 12 + i, seed=i, pattern="noise") for i in range(10)]
+    pre = lambda u8: u8.permute(0, 1, 4, 2, 3).float() / 255  # noqa: E731  (B, T, H, W, 3) -> (B, T, 3, H, W)
+    for backend in available_backends():
+        runs = {}
+        for workers in (0, 2):
+            model = _Keeper()
+            got = end_to_end_throughput(model, paths, 4, preprocess=pre, batch_size=4, backend=backend,
+                                        workers=workers)
+            assert got["workers"] == workers and got["videos"] == 10
+            runs[workers] = torch.cat(model.seen[1:])  # after the warm-up batch: (10, 4, 3, 48, 64)
+        assert runs[0].shape == (10, 4, 3, 48, 64) and torch.equal(runs[0], runs[2])
+    (tmp_path / "bad.mp4").write_bytes(b"")
+    with pytest.raises(VideoReadError, match="bad.mp4: file is empty"):
+        end_to_end_throughput(_Keeper(), paths + [tmp_path / "bad.mp4"], 4, preprocess=pre,
+                              batch_size=4, workers=2)

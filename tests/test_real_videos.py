@@ -278,3 +278,117 @@ def test_decord_first_leaves_pyav_encoders_working(tmp_path):
                          text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-800:]
     assert probe_video(tmp_path / "v.webm", "pyav").num_frames == 1
+
+
+# ------------------------------------------------------------------------------------------------
+# One open per video: the count, size, rotation and truncation come from the decoding container
+# ------------------------------------------------------------------------------------------------
+
+class _Opens:
+    """Counts the containers and readers the kit opens (PyAV's ``av.open``, decord's readers)."""
+
+    def __init__(self, monkeypatch):
+        import av
+
+        from mofkit.data.video import available_backends, import_decord
+
+        self.av, self.decord, self.passes = 0, [], 0  # passes: demux or decode loops over a file
+        real_open = av.open
+        opens = self
+
+        class Counted:
+            def __init__(self, container):
+                self._c = container
+
+            def __getattr__(self, name):
+                return getattr(self._c, name)
+
+            def __enter__(self):
+                return self
+
+            def __exit__(self, *exc):
+                self._c.close()
+
+            def demux(self, *args, **kwargs):
+                opens.passes += 1
+                return self._c.demux(*args, **kwargs)
+
+            def decode(self, *args, **kwargs):
+                opens.passes += 1
+                return self._c.decode(*args, **kwargs)
+
+        def counted_open(*args, **kwargs):
+            self.av += 1
+            return Counted(real_open(*args, **kwargs))
+
+        monkeypatch.setattr(av, "open", counted_open)
+        if "decord" in available_backends():
+            decord = import_decord()
+            real_reader = decord.VideoReader
+
+            def counted_reader(*args, **kwargs):
+                self.decord.append((kwargs.get("width", -1), kwargs.get("height", -1)))
+                return real_reader(*args, **kwargs)
+
+            monkeypatch.setattr(decord, "VideoReader", counted_reader)
+
+
+@pytest.mark.parametrize("name", list(READABLE) + ["rot90", "rot270", "cut_faststart", "cut_mkv"])
+def test_decode_video_opens_each_file_once(real_videos, backend, name, monkeypatch, capfd):
+    from mofkit.data.video import decode_video
+
+    path = real_videos[name]
+    info = probe_video(path, backend)  # the full examination, before counting
+    opens = _Opens(monkeypatch)
+    got = decode_video(path, 4, "uniform", backend=backend)
+    cut = name.startswith("cut")
+    if backend == "pyav" or cut:  # a file cut short is always read through PyAV
+        assert (opens.av, opens.decord, opens.passes) == (1, [], 1)  # one demux or decode pass
+    else:
+        assert (opens.av, opens.decord) == (0, [(-1, -1)])
+    # what the one open found is what the probe reports
+    assert (got.num_frames, got.width, got.height, got.truncated) == \
+        (info.num_frames, info.width, info.height, info.truncated)
+    assert got.fps == pytest.approx(info.fps)
+    assert tuple(got.frames.shape) == (4, info.height, info.width, 3)
+    if not name.startswith("rot"):
+        assert decoded_indices(got.frames).tolist() == got.indices.tolist()
+    assert capfd.readouterr() == ("", "")
+
+
+@pytest.mark.parametrize("size,reopens", [(None, False), (48, False), (32, True)])
+def test_decord_opens_a_second_reader_only_to_resize(real_videos, size, reopens, monkeypatch):
+    """decord fixes its output size at open: a second reader only when the frames must be resized."""
+    from mofkit.data.video import decode_video
+
+    need_backend("decord")
+    opens = _Opens(monkeypatch)
+    got = decode_video(real_videos["rot90"], 3, backend="decord", size=size)  # displayed 48 x 64
+    assert opens.av == 0
+    assert opens.decord == ([(-1, -1), (32, 43)] if reopens else [(-1, -1)])
+    assert (got.width, got.height) == (48, 64)  # the native displayed size, whatever the resize
+    assert tuple(got.frames.shape[1:3]) == ((43, 32) if reopens else (64, 48))
+
+
+def test_matroska_is_demuxed_once_and_decoded_from_its_packets(real_videos, monkeypatch):
+    """A Matroska header states no frame count: the one container is demuxed once to count the
+    frames, and the decoder reads the kept packets instead of a second pass over the file."""
+    from mofkit.data.video import decode_video
+
+    need_backend("pyav")
+    opens = _Opens(monkeypatch)
+    got = decode_video(real_videos["mkv"], 16, backend="pyav")
+    assert opens.av == 1 and opens.passes == 1
+    assert got.num_frames == 16 and got.truncated is False
+    assert decoded_indices(got.frames).tolist() == list(range(16))
+    got = decode_video(real_videos["h264"], 4, backend="pyav")  # an mp4 states its count: one pass
+    assert opens.av == 2 and opens.passes == 2
+
+
+def test_read_frames_with_a_known_count_checks_it_against_the_video(real_videos, backend):
+    from mofkit.data.video import decode_video
+
+    got = decode_video(real_videos["h264"], 4, backend=backend, num_frames=12)  # sample from 12 of 24
+    assert got.indices.tolist() == [1, 4, 7, 10] and got.num_frames == 24
+    with pytest.raises(VideoReadError, match="frame index .* out of range: the video has 24 frames"):
+        decode_video(real_videos["h264"], 4, backend=backend, num_frames=40)

@@ -98,26 +98,70 @@ def test_a_folder_is_indexed_incrementally(session, model, tmp_path, monkeypatch
     assert "no video index" in capsys.readouterr().err
 
 
-def test_an_interrupted_build_goes_on_where_it_stopped(session, model, tmp_path, monkeypatch):
+@pytest.mark.parametrize("workers", [0, 2])
+def test_an_interrupted_build_goes_on_where_it_stopped(session, model, tmp_path, monkeypatch, workers):
+    """Ctrl-C while the third video is embedded: the two embedded before it are saved (no periodic
+    save has happened), the decode workers are gone, and the next call embeds only the rest."""
+    import multiprocessing
+
     folder = tmp_path / "g"
     _gallery(session, folder)
     calls = {"n": 0}
-    decode = IndexModel.decode
+    embed = IndexModel.embed
 
-    def dies_on_the_third(self, path):
+    def dies_on_the_third(self, frames, batch_size=32):
         calls["n"] += 1
         if calls["n"] == 3:
             raise KeyboardInterrupt
-        return decode(self, path)
+        return embed(self, frames, batch_size)
 
-    monkeypatch.setattr(IndexModel, "decode", dies_on_the_third)
+    monkeypatch.setattr(IndexModel, "embed", dies_on_the_third)
     with pytest.raises(KeyboardInterrupt):
-        build_index(folder, session.run("uniform"), batch_size=1, save_every=0, progress=False, model=model)
+        build_index(folder, session.run("uniform"), batch_size=1, save_every=1e9, progress=False,
+                    model=model, workers=workers)
+    assert multiprocessing.active_children() == []
     doc = read_index(folder / ".mofkit_index")
-    assert sorted(doc["videos"]) == ["bikes.mkv", "bikes.mp4"]  # saved after each batch
-    monkeypatch.setattr(IndexModel, "decode", decode)
-    rep = build_index(folder, session.run("uniform"), progress=False, model=model)
+    assert sorted(doc["videos"]) == ["bikes.mkv", "bikes.mp4"]  # saved as the call stopped
+    assert np.load(folder / ".mofkit_index" / doc["embeddings"]).shape[0] == 2
+    assert sorted(VideoIndex(folder, model=model).ids) == ["bikes.mkv", "bikes.mp4"]
+    monkeypatch.setattr(IndexModel, "embed", embed)
+    rep = build_index(folder, session.run("uniform"), progress=False, model=model, workers=workers)
     assert rep.added == ["sub/bikes.mp4"] and len(rep.kept) == 2
+
+
+def test_an_index_built_with_decode_workers_equals_one_built_without(session, model, tmp_path):
+    """The same videos in the same rows with the same embeddings, and the files that fail in the
+    middle of the build (not a video, cut before its index, empty) listed with their reasons."""
+    import multiprocessing
+
+    from conftest import truncate, write_video
+
+    _, test = load_splits(session.cfg)
+    folder = tmp_path / "gallery"
+    folder.mkdir()
+    for i, rec in enumerate(test.records[:20]):
+        shutil.copy(rec.path, folder / f"v{i:02d}.mp4")
+    (folder / "v05b.mp4").write_bytes(np.random.default_rng(1).integers(0, 256, 4096, np.uint8).tobytes())
+    truncate(write_video(tmp_path / "whole.mp4", 16), folder / "v11b.mp4", 0.5)  # index at the end: lost
+    (folder / "v17b.mp4").write_bytes(b"")
+    run = session.run("uniform")
+    one = build_index(folder, run, tmp_path / "one", batch_size=4, progress=False, model=model, workers=0)
+    many = build_index(folder, run, tmp_path / "many", batch_size=4, progress=False, model=model, workers=2)
+    assert multiprocessing.active_children() == []
+    assert one.added == many.added == [f"v{i:02d}.mp4" for i in range(20)]
+    assert one.skipped == many.skipped
+    assert list(one.skipped) == ["v05b.mp4", "v11b.mp4", "v17b.mp4"]
+    assert "not a video file" in one.skipped["v05b.mp4"]
+    assert "truncated" in one.skipped["v11b.mp4"] and "empty" in one.skipped["v17b.mp4"]
+    a, b = read_index(tmp_path / "one"), read_index(tmp_path / "many")
+    assert a["videos"] == b["videos"] and a["skipped"] == b["skipped"]
+    ea, eb = np.load(tmp_path / "one" / a["embeddings"]), np.load(tmp_path / "many" / b["embeddings"])
+    assert ea.shape == eb.shape == (20, a["dim"])
+    np.testing.assert_allclose(ea, eb, rtol=0, atol=1e-6)  # torch's thread count may move the last bits
+    # the frames behind them are the same: every row is the embedding of its own video
+    direct = model.embed([model.decode(folder / vid) for vid in ("v00.mp4", "v19.mp4")])
+    rows = [a["videos"][v]["row"] for v in ("v00.mp4", "v19.mp4")]
+    np.testing.assert_allclose(eb[rows], direct, rtol=0, atol=1e-6)
 
 
 def test_another_model_or_other_frames_are_refused(session, model, tmp_path, capsys):

@@ -43,8 +43,8 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import torch
 
-from mofkit.data.sampling import sample_indices
-from mofkit.data.video import VideoReadError, available_backends, probe_video, read_frames
+from mofkit.data.decoding import decode_many
+from mofkit.data.video import VideoReadError, available_backends, decode_video
 from mofkit.rowstore import RowIndex, new_memmap, read_json_versioned, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -85,17 +85,16 @@ def _center_square(frames: np.ndarray, size: int) -> np.ndarray:
 
 
 def _decode_one(job: tuple) -> tuple:
-    """Decode one video's sampled frames; returns ("ok", frames, idx, n, fps, w, h) or ("error", reason)."""
+    """Decode one video's sampled frames in one open; returns ("ok", frames, idx, n, fps, w, h) or
+    ("error", reason)."""
     video_id, path, num_frames, mode, size, backend, seed = job
     try:
-        info = probe_video(path, backend)
         rng = np.random.default_rng([seed, zlib.crc32(video_id.encode())]) if mode == "rand" else None
-        idx = sample_indices(info.num_frames, num_frames, mode, rng=rng)
-        frames = read_frames(path, idx, size=size, backend=backend).numpy()  # (T, h, w, 3)
-        frames = _center_square(frames, size)  # (T, S, S, 3)
+        got = decode_video(path, num_frames, mode, rng=rng, size=size, backend=backend)
+        frames = _center_square(got.frames.numpy(), size)  # (T, h, w, 3) -> (T, S, S, 3)
     except VideoReadError as e:
         return ("error", str(e))
-    return ("ok", np.ascontiguousarray(frames), idx, info.num_frames, info.fps, info.width, info.height)
+    return ("ok", np.ascontiguousarray(frames), got.indices, got.num_frames, got.fps, got.width, got.height)
 
 
 @contextlib.contextmanager
@@ -182,7 +181,7 @@ class FrameCache:
     @classmethod
     def build(cls, dataset, *, num_frames: int, mode: str = "uniform", size: int,
               backend: str = "decord", cache_dir: str | os.PathLike, progress: bool = True,
-              rebuild: bool = False, workers: int = 0, seed: int = 0) -> "FrameCache":
+              rebuild: bool = False, workers: int | None = None, seed: int = 0) -> "FrameCache":
         """Open the cache of these settings, decoding the dataset first if it is missing or stale.
 
         Args:
@@ -197,7 +196,8 @@ class FrameCache:
             cache_dir: parent folder of all caches.
             progress: show a tqdm bar while decoding.
             rebuild: decode again even if a valid cache exists.
-            workers: decoding processes (0: decode in this process).
+            workers: decode processes (:func:`mofkit.data.decoding.decode_many`); None: one per
+                core (at most 8), none for a few videos; 0: decode in this process.
             seed: seed of ``rand`` mode (ignored by ``uniform``).
 
         Returns:
@@ -298,7 +298,7 @@ class FrameCache:
 
     @classmethod
     def _build_into(cls, tmp: Path, settings: dict, sources: list, fingerprint: str, *,
-                    progress: bool, workers: int) -> None:
+                    progress: bool, workers: int | None) -> None:
         from tqdm.auto import tqdm
 
         t0 = time.time()
@@ -308,15 +308,7 @@ class FrameCache:
         full = tmp / "frames.full.npy"
         mm = new_memmap(full, np.uint8, (v_total, t, s, s, 3))
         ids, indices, counts, fps, sizes, excluded = [], [], [], [], [], {}
-        pool = None
-        try:
-            if workers and workers > 0:
-                import multiprocessing as mp
-
-                pool = mp.get_context().Pool(int(workers))
-                results: Iterable = pool.imap(_decode_one, jobs, chunksize=4)
-            else:
-                results = map(_decode_one, jobs)
+        with contextlib.closing(decode_many(jobs, _decode_one, workers=workers, chunk=4)) as results:
             bar = tqdm(results, total=v_total, disable=not progress, unit="video", dynamic_ncols=True,
                        desc=f"decoding {settings['dataset']}/{settings['split']} "
                             f"{settings['mode']}{t} at {s}px")
@@ -331,10 +323,6 @@ class FrameCache:
                 counts.append(int(n))
                 fps.append(float(f))
                 sizes.append([int(w), int(h)])
-        finally:
-            if pool is not None:
-                pool.terminate()
-                pool.join()
         if not ids:
             first = next(iter(excluded.items()), ("", ""))
             raise RuntimeError(f"no video of {settings['dataset']}/{settings['split']} could be read "

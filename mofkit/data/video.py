@@ -10,6 +10,17 @@ stops after the last wanted frame. At native resolution the two agree pixel for 
 read uses each library's own scaler (bilinear in both), so there the two differ by about one grey
 level on average on smooth content and by more at sharp edges.
 
+**One open per video.** :func:`decode_video` (and :func:`read_video`, :func:`read_frames` built on
+it) takes the frame count, size, rotation and truncation from the container it decodes from: no
+probe first, no frame decoded only to learn the size. PyAV: the frame count comes from the stream
+header and index (a file without either, such as Matroska, is demuxed once and decoded from the
+kept packets), the size and rotation from the first decoded frame, and each wanted frame is
+converted by one single-threaded scaler. decord: the count and rate from the reader, the displayed
+size from an empty batch; a resize on read opens a second reader at the output size (decord
+fixes it at open). Whether a file is cut short is read from its top-level structure (bytes, no
+decoder). :func:`probe_video` remains the full examination (``header_frames`` included) that
+``mofkit scan`` reports.
+
 Real-world files, and what both backends do with them:
 
 * **Rotation.** Phones store a portrait video as landscape pixels plus a display matrix (the
@@ -338,50 +349,55 @@ class _Layout:
     header_frames: int | None  # the header's frame count
     complete: int | None  # frames wholly inside the file, as a prefix in display order; None: uncounted
     truncated: bool
+    inside: bool = False  # the index shows every packet wholly inside the file (no cut to watch for)
 
 
-def _count_complete(path: Path, truncated: bool) -> int:
-    """Frames whose packets lie wholly inside the file, counted by demuxing (no decoding).
+def _demux_complete(path: Path, container, stream, truncated: bool) -> tuple[list, int]:
+    """Demux the whole stream of an open container (no decoding): its packets up to the cut, and
+    how many frames lie wholly inside the file.
 
     In a truncated file only a prefix in display order is safe: a frame shown after a missing one
     would be decoded under the wrong index. Missing frames come after every present packet in
     decode order, so a present frame shown no later than the last present decode timestamp is
     safe; after that, the prefix goes on while the display timestamps keep their usual spacing (a
     missing frame leaves a gap of about two frame intervals).
+
+    Returns:
+        ``(packets, count)``: the packets in decode order (the decoder reads them instead of the
+        file, so the file is opened and demuxed once) and the frame count.
     """
     import av
 
     size = path.stat().st_size
-    stamps, durations, last_dts = [], [], None
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        try:
-            for packet in container.demux(stream):
-                if not packet.size:
-                    continue
-                if _packet_is_cut(packet, size):
-                    truncated = True
-                    break
-                t = packet.pts if packet.pts is not None else packet.dts
-                if t is None:
-                    continue
-                stamps.append(t)
-                if packet.duration:
-                    durations.append(packet.duration)
-                if packet.dts is not None:
-                    last_dts = packet.dts if last_dts is None else max(last_dts, packet.dts)
-        except av.error.FFmpegError:
-            truncated = True  # the demuxer gave up part way: keep what came before
-        rate = stream.average_rate or stream.guessed_rate
-        tick = float(1 / (rate * stream.time_base)) if rate and stream.time_base else None
+    packets, stamps, durations, last_dts = [], [], [], None
+    try:
+        for packet in container.demux(stream):
+            if not packet.size:
+                continue
+            if _packet_is_cut(packet, size):
+                truncated = True
+                break
+            packets.append(packet)
+            t = packet.pts if packet.pts is not None else packet.dts
+            if t is None:
+                continue
+            stamps.append(t)
+            if packet.duration:
+                durations.append(packet.duration)
+            if packet.dts is not None:
+                last_dts = packet.dts if last_dts is None else max(last_dts, packet.dts)
+    except av.error.FFmpegError:
+        truncated = True  # the demuxer gave up part way: keep what came before
+    rate = stream.average_rate or stream.guessed_rate
+    tick = float(1 / (rate * stream.time_base)) if rate and stream.time_base else None
     if not truncated or len(stamps) < 2:
-        return len(stamps)
+        return packets, len(stamps)
     stamps.sort()
     k = max(1, sum(t <= last_dts for t in stamps)) if last_dts is not None else 1
     step = float(np.median(durations)) if durations else tick or float(np.median(np.diff(stamps)))
     while k < len(stamps) and stamps[k] - stamps[k - 1] <= 1.5 * step:
         k += 1
-    return k
+    return packets, k
 
 
 def _packet_is_cut(packet, size: int) -> bool:
@@ -389,29 +405,45 @@ def _packet_is_cut(packet, size: int) -> bool:
     return bool(packet.is_corrupt) or (pos is not None and pos >= 0 and pos + packet.size > size)
 
 
-def _layout(path: Path, stream, count: bool) -> _Layout:
-    """What the container promises and what the file holds, from the header and the index alone.
+def _cut_short(path: Path) -> bool:
+    """Whether the container's top-level structure says the file goes on past its end (bytes
+    only: no decoder opens the file)."""
+    declared = _declared_end(path, _container_kind(path))
+    return declared is not None and declared > path.stat().st_size
+
+
+def _layout(path: Path, container, stream, count: bool) -> tuple[_Layout, list | None]:
+    """What the container promises and what the file holds, from the header and the index of the
+    open container.
 
     Args:
         path: the file.
-        stream: its video stream, from an open PyAV container.
-        count: also count the frames of files that have no full index (demuxing the file) when
-            the count is not otherwise known.
+        container, stream: the open PyAV container and its video stream.
+        count: also count the frames of files that have no full index when the count is not
+            otherwise known (demuxing the whole stream).
+
+    Returns:
+        ``(layout, packets)``: where the frames had to be counted by demuxing, the stream's
+        packets (decode them instead of demuxing again), else None.
     """
     size = path.stat().st_size
     header = int(stream.frames or 0) or None
-    declared = _declared_end(path, _container_kind(path))
-    cut = declared is not None and declared > size
+    cut = _cut_short(path)
     entries = getattr(stream, "index_entries", None)  # where PyAV offers the index
     if header and entries is not None and len(entries) >= header:  # one entry per frame: mp4, avi
         if not cut and all(e.pos + e.size <= size for e in entries):
-            return _Layout(header, header, False)
-        return _Layout(header, _count_complete(path, truncated=True), True)
+            return _Layout(header, header, False, inside=True), None
+        packets, n = _demux_complete(path, container, stream, truncated=True)
+        return _Layout(header, n, True), packets
     if cut:
-        return _Layout(header, _count_complete(path, truncated=True), True)
+        packets, n = _demux_complete(path, container, stream, truncated=True)
+        return _Layout(header, n, True), packets
     if header:
-        return _Layout(header, header, False)
-    return _Layout(None, _count_complete(path, truncated=False) if count else None, False)
+        return _Layout(header, header, False), None
+    if not count:
+        return _Layout(None, None, False), None
+    packets, n = _demux_complete(path, container, stream, truncated=False)
+    return _Layout(None, n, False), packets
 
 
 def _open_failure(path: Path, error: Exception) -> str:
@@ -430,6 +462,46 @@ def _open_failure(path: Path, error: Exception) -> str:
     if cut:
         return "file is truncated: it ends before the data its header describes"
     return f"file is corrupt: its {kind} structure cannot be read ({_clean(error, path)})"
+
+
+# ------------------------------------------------------------------------------------------------
+# What one read returns
+# ------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DecodedVideo:
+    """Frames of one video decoded in one open, and what that open found out about the video."""
+
+    frames: torch.Tensor  # uint8 (T, H, W, 3) in the order of ``indices``, as players show them
+    indices: np.ndarray  # int64 (T,): the frame indices decoded
+    num_frames: int | None  # decodable frames (truncated file: those wholly inside it); None: not counted (read_frames of a file whose header states no count)
+    fps: float  # average frame rate
+    width: int  # displayed width, before any resize on read
+    height: int  # displayed height, before any resize on read
+    truncated: bool = False  # the file ends before the data its container describes
+
+
+def _indices_of(indices) -> "callable":
+    """A picker returning fixed indices, whatever the frame count."""
+    idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+    return lambda n: idx
+
+
+def _range_error(path: Path, idx: np.ndarray, n: int | None, layout: _Layout | None = None) -> None:
+    if len(idx) and n is not None:
+        lo, hi = int(idx.min()), int(idx.max())
+        if lo < 0 or hi >= n:
+            raise VideoReadError(path, _out_of_range(lo if lo < 0 else hi, n, layout))
+    elif len(idx) and int(idx.min()) < 0:
+        raise VideoReadError(path, _out_of_range(int(idx.min()), n, layout))
+
+
+def _out_of_range(index: int, n: int | None, layout: _Layout | None = None) -> str:
+    text = f"frame index {index} out of range: the video has {n} frames"
+    if layout is not None and layout.truncated:
+        text += f" (the file is truncated; its header states {layout.header_frames})" \
+            if layout.header_frames else " (the file is truncated)"
+    return text
 
 
 # ------------------------------------------------------------------------------------------------
@@ -454,16 +526,40 @@ def _pyav_container(path: Path):
         container.close()
 
 
-def _pyav_decode(path: Path, container, stream) -> Iterator:
-    """Decoded ``av.VideoFrame`` objects in display order, stopping cleanly where the file is cut."""
+def _pyav_decode(path: Path, container, stream, packets: list | None = None, threads: int = 0,
+                 inside: bool = False) -> Iterator:
+    """Decoded ``av.VideoFrame`` objects in display order, stopping cleanly where the file is cut.
+
+    Args:
+        packets: the stream's packets already demuxed (:func:`_layout`); None demuxes the file.
+        threads: decoder threads; 0: FFmpeg's choice (frame and slice threads on every core).
+        inside: every packet is known to lie inside the file: PyAV's own loop demuxes and
+            decodes, with no check per packet.
+    """
     import av
 
     size = path.stat().st_size
-    stream.thread_type = "AUTO"
     cc = stream.codec_context
+    if threads == 1:
+        cc.thread_count = 1  # one thread: no frame-thread hand-offs (workers decode side by side)
+    else:
+        stream.thread_type = "AUTO"
+        cc.thread_count = threads
     i = 0
+    if inside and packets is None:
+        try:
+            for frame in container.decode(stream):
+                yield frame
+                i += 1
+        except av.error.EOFError:
+            return
+        except av.error.FFmpegError as e:
+            raise VideoReadError(path, f"file is corrupt: decoding fails after frame {i} "
+                                       f"({_clean(e, path)})") from None
+        return
+    source = packets if packets is not None else container.demux(stream)
     try:
-        for packet in container.demux(stream):
+        for packet in source:
             if packet.size and _packet_is_cut(packet, size):
                 break  # a partial packet at the cut: decode what came before, then drain
             for frame in packet.decode():  # the last, empty packet drains the decoder
@@ -515,23 +611,45 @@ class _Turn:
         return self.graph.pull()
 
 
-def _pyav_displayed(path: Path, container, stream, stop: int | None) -> Iterator:
+def _pyav_displayed(path: Path, container, stream, stop: int | None, packets: list | None = None,
+                    threads: int = 0, inside: bool = False) -> Iterator:
     """Frames as players show them (turned by the display matrix), up to ``stop`` frames."""
     turn, degrees = None, None
-    for i, frame in enumerate(_pyav_decode(path, container, stream)):
-        if stop is not None and i >= stop:
-            return
+    if stop is not None and stop <= 0:
+        return
+    for i, frame in enumerate(_pyav_decode(path, container, stream, packets, threads, inside)):
         if degrees is None:
             degrees = _display_rotation(frame, stream)
             turn = _Turn(degrees, frame, stream) if degrees else None
         yield turn(frame) if turn is not None else frame
+        if stop is not None and i + 1 >= stop:
+            return  # not one frame more than asked
 
 
-def _pyav_probe(path: Path) -> VideoInfo:
+_local = threading.local()
+
+
+def _reformatter():
+    """This thread's RGB converter: one scaler context, reused while frame sizes repeat.
+
+    Called with ``threads=1``: swscale's default (0, automatic) starts a pool of slice threads
+    for each new context, which cost 15 times the conversion itself on small frames.
+    """
+    rgb = getattr(_local, "reformatter", None)
+    if rgb is None:
+        from av.video.reformatter import VideoReformatter
+
+        rgb = _local.reformatter = VideoReformatter()
+    return rgb
+
+
+def _pyav_sample(path: Path, pick, size, count: bool = True, threads: int = 1) -> DecodedVideo:
+    """One open: the frame count from the container, then the picked frames, decoding forward up
+    to the last of them and converting only those."""
     with _pyav_container(path) as (container, stream):
         fps = float(stream.average_rate or stream.guessed_rate or 0.0)
         try:
-            layout = _layout(path, stream, count=True)
+            layout, packets = _layout(path, container, stream, count=count)
         except VideoReadError:
             raise
         except Exception as e:
@@ -541,7 +659,55 @@ def _pyav_probe(path: Path) -> VideoInfo:
                 of = f" of its {layout.header_frames}" if layout.header_frames else ""
                 raise VideoReadError(path, f"file is truncated: none{of} frames is complete")
             raise VideoReadError(path, "no decodable frames")
-        with contextlib.closing(_pyav_displayed(path, container, stream, stop=1)) as frames:
+        idx = np.asarray(pick(layout.complete), dtype=np.int64).reshape(-1)
+        _range_error(path, idx, layout.complete, layout)
+        rgb = _reformatter()
+        wanted = set(idx.tolist())
+        stop = int(idx.max()) + 1 if len(idx) else 1  # no index: the first frame still gives the size
+        got: dict[int, np.ndarray] = {}
+        shown, n_seen = None, 0
+        for i, frame in enumerate(_pyav_displayed(path, container, stream, stop, packets, threads,
+                                                  layout.inside)):
+            n_seen = i + 1
+            if shown is None:
+                shown = (frame.width, frame.height)
+            if i in wanted:
+                w, h = output_size(frame.width, frame.height, size)
+                if (w, h) != (frame.width, frame.height):
+                    out = rgb.reformat(frame, width=w, height=h, format="rgb24", interpolation="BILINEAR",
+                                       threads=1)
+                else:
+                    out = rgb.reformat(frame, format="rgb24", threads=1)
+                got[i] = out.to_ndarray()
+    if shown is None:
+        raise VideoReadError(path, "file is corrupt: no frame decodes")
+    missing = [i for i in sorted(wanted) if i not in got]
+    if missing:
+        raise VideoReadError(path, _out_of_range(missing[0], n_seen, layout))
+    if len(idx):
+        arr = np.stack([got[i] for i in idx.tolist()])  # (T, H, W, 3)
+    else:
+        w, h = output_size(shown[0], shown[1], size)
+        arr = np.zeros((0, h, w, 3), np.uint8)
+    return DecodedVideo(torch.from_numpy(arr), idx, layout.complete, fps, int(shown[0]), int(shown[1]),
+                        truncated=layout.truncated)
+
+
+def _pyav_probe(path: Path) -> VideoInfo:
+    with _pyav_container(path) as (container, stream):
+        fps = float(stream.average_rate or stream.guessed_rate or 0.0)
+        try:
+            layout, packets = _layout(path, container, stream, count=True)
+        except VideoReadError:
+            raise
+        except Exception as e:
+            raise VideoReadError(path, f"file is corrupt: its stream cannot be read ({_clean(e, path)})") from None
+        if layout.complete == 0:
+            if layout.truncated:
+                of = f" of its {layout.header_frames}" if layout.header_frames else ""
+                raise VideoReadError(path, f"file is truncated: none{of} frames is complete")
+            raise VideoReadError(path, "no decodable frames")
+        with contextlib.closing(_pyav_displayed(path, container, stream, 1, packets)) as frames:
             first = next(frames, None)
         if first is None:
             raise VideoReadError(path, "file is corrupt: no frame decodes")
@@ -551,53 +717,8 @@ def _pyav_probe(path: Path) -> VideoInfo:
                      truncated=layout.truncated, header_frames=layout.header_frames)
 
 
-def _pyav_read(path: Path, indices: np.ndarray, size) -> np.ndarray:
-    wanted = sorted(set(int(i) for i in indices))
-    if not wanted:  # nothing to decode; still (0, H, W, 3) like decord, and still a checked file
-        info = _pyav_probe(path)
-        w, h = output_size(info.width, info.height, size)
-        return np.zeros((0, h, w, 3), np.uint8)
-    with _pyav_container(path) as (container, stream):
-        layout = _layout(path, stream, count=False)
-        known = layout.complete
-        if known is None and layout.truncated:
-            known = _count_complete(path, truncated=True)
-        if wanted[0] < 0 or (known is not None and wanted[-1] >= known):
-            bad = wanted[0] if wanted[0] < 0 else wanted[-1]
-            raise VideoReadError(path, _out_of_range(bad, known, layout))
-        from av.video.reformatter import VideoReformatter
-
-        rgb = VideoReformatter()  # one scaler for all frames (a frame's own is built per frame)
-        got: dict[int, np.ndarray] = {}
-        wset = set(wanted)
-        n_seen = 0
-        for i, frame in enumerate(_pyav_displayed(path, container, stream, stop=wanted[-1] + 1)):
-            n_seen = i + 1
-            if i in wset:
-                w, h = output_size(frame.width, frame.height, size)
-                if (w, h) != (frame.width, frame.height):
-                    frame = rgb.reformat(frame, width=w, height=h, format="rgb24", interpolation="BILINEAR")
-                else:
-                    frame = rgb.reformat(frame, format="rgb24")
-                got[i] = frame.to_ndarray()
-    if n_seen == 0:
-        raise VideoReadError(path, "file is corrupt: no frame decodes")
-    missing = [i for i in wanted if i not in got]
-    if missing:
-        raise VideoReadError(path, _out_of_range(missing[0], n_seen, layout))
-    return np.stack([got[int(i)] for i in indices])
-
-
-def _out_of_range(index: int, n: int | None, layout: _Layout | None = None) -> str:
-    text = f"frame index {index} out of range: the video has {n} frames"
-    if layout is not None and layout.truncated:
-        text += f" (the file is truncated; its header states {layout.header_frames})" \
-            if layout.header_frames else " (the file is truncated)"
-    return text
-
-
 def _pyav_layout_or_none(path: Path) -> _Layout | None:
-    """The structure check for the decord backend; None where PyAV is missing or cannot open the file."""
+    """The structure check of the decord probe; None where PyAV is missing or cannot open the file."""
     try:
         import av
     except ImportError:
@@ -606,7 +727,7 @@ def _pyav_layout_or_none(path: Path) -> _Layout | None:
         with av.open(str(path), metadata_errors="ignore") as container:
             if not container.streams.video:
                 return None
-            return _layout(path, container.streams.video[0], count=False)
+            return _layout(path, container, container.streams.video[0], count=False)[0]
     except Exception:
         return None
 
@@ -655,34 +776,67 @@ def _decord_probe(path: Path) -> VideoInfo:
                      truncated=False, header_frames=layout.header_frames if layout else None)
 
 
-def _decord_read(path: Path, indices: np.ndarray, size) -> np.ndarray:
-    layout = _pyav_layout_or_none(path)
-    if layout is not None and layout.truncated:
-        return _pyav_read(path, indices, size)  # decord cannot open a file cut short
-    vr = _decord_reader(path)
+def _decord_sample(path: Path, pick, size) -> DecodedVideo:
+    """One decord open: the frame count, rate and displayed size from the reader, then the picked
+    frames.
+
+    decord reports the size its frames will have (turned by the display matrix) through an empty
+    batch, which decodes nothing. It fixes that size when it opens a file, so a resize on read
+    opens a second reader at the output size (only when it differs from the native size). A file
+    cut short goes to PyAV (decord cannot open it), found from its bytes alone.
+    """
+    if _cut_short(path):
+        return _pyav_sample(path, pick, size)
+    decord = import_decord()
+    decord.logging.set_level(decord.logging.QUIET)
+    try:
+        vr = decord.VideoReader(str(path), num_threads=1)
+    except Exception as e:  # decord raises DECORDError (a RuntimeError) with a C++ trace
+        return _decord_cannot(path, pick, size, str(e))
     try:
         n = len(vr)
         if n == 0:
             raise VideoReadError(path, "no decodable frames")
-        _check_indices(path, indices, n)
-        if size is not None:
-            h0, w0 = vr[0].shape[:2]
-            w, h = output_size(w0, h0, size)
-            if (w, h) != (w0, h0):
-                vr = _decord_reader(path, width=w, height=h)
+        fps = float(vr.get_avg_fps() or 0.0)
+        idx = np.asarray(pick(n), dtype=np.int64).reshape(-1)
+        _range_error(path, idx, n)
         try:
-            return vr.get_batch(list(map(int, indices))).asnumpy()
+            h0, w0 = vr.get_batch([]).shape[1:3]  # (0, H, W, 3): the displayed size, nothing decoded
+        except Exception as e:
+            raise VideoReadError(path, _diagnose(path, str(e))) from None
+        native = (int(w0), int(h0))
+        w, h = output_size(w0, h0, size)
+        if not len(idx):
+            return DecodedVideo(torch.zeros((0, h, w, 3), dtype=torch.uint8), idx, n, fps, *native)
+        if (w, h) != native:
+            vr = None  # decord's threads go before the next reader starts its own
+            vr = _decord_reader(path, width=w, height=h)
+        try:
+            arr = vr.get_batch(idx.tolist()).asnumpy()  # (T, H, W, 3)
         except Exception as e:
             if "DECORDArrayCopyFromTo" not in str(e):
-                raise VideoReadError(path, _diagnose_read(path, indices, str(e))) from None
-        return _decord_read_padded(path, vr, indices)
+                raise VideoReadError(path, _diagnose_read(path, idx, str(e))) from None
+            arr = _decord_read_padded(path, vr, idx)
     finally:
-        del vr
+        del vr  # decord's threads go before stderr comes back
+    return DecodedVideo(torch.from_numpy(np.ascontiguousarray(arr)), idx, n, fps, *native)
+
+
+def _decord_cannot(path: Path, pick, size, decord_text: str) -> DecodedVideo:
+    """decord cannot open the file: PyAV says why, or reads it when it is cut short (readable up to
+    the cut, which decord's open stops at), as ``backend='pyav'`` would."""
+    try:
+        got = _pyav_sample(path, pick, size)
+    except ImportError:
+        raise VideoReadError(path, f"decord cannot decode it ({_clean(decord_text, path)})") from None
+    if got.truncated:
+        return got
+    raise VideoReadError(path, f"decord cannot decode it ({_clean(decord_text, path)})")
 
 
 def _diagnose_read(path: Path, indices: np.ndarray, decord_text: str) -> str:
     try:
-        _pyav_read(path, indices, None)
+        _pyav_sample(path, _indices_of(indices), None, count=False)
     except VideoReadError as e:
         return e.reason
     except ImportError:
@@ -717,15 +871,12 @@ def _decord_read_padded(path: Path, vr, indices: np.ndarray) -> np.ndarray:
 # Public interface
 # ------------------------------------------------------------------------------------------------
 
-def _check_indices(path: Path, indices: np.ndarray, n: int) -> None:
-    if len(indices):
-        bad = int(indices.min()) if indices.min() < 0 else int(indices.max())
-        if bad < 0 or bad >= n:
-            raise VideoReadError(path, _out_of_range(bad, n))
-
-
 def probe_video(path: str | os.PathLike, backend: str = "decord") -> VideoInfo:
     """Open a video and report frame count, fps, duration and displayed resolution.
+
+    Reading frames needs no probe first: :func:`decode_video` and :func:`read_video` take the
+    frame count from the container they decode from. This is the full examination
+    (``header_frames`` included), as ``mofkit scan`` reports it.
 
     Args:
         path: the video file (``~`` is expanded).
@@ -747,6 +898,14 @@ def probe_video(path: str | os.PathLike, backend: str = "decord") -> VideoInfo:
         return _decord_probe(path) if backend == "decord" else _pyav_probe(path)
 
 
+def _read(path, pick, size, backend: str, count: bool = True) -> DecodedVideo:
+    _check_backend(backend)
+    path = Path(path).expanduser()
+    _check_file(path)
+    with silenced_stderr():
+        return _decord_sample(path, pick, size) if backend == "decord" else _pyav_sample(path, pick, size, count)
+
+
 def read_frames(path: str | os.PathLike, indices: Sequence[int] | np.ndarray, *,
                 size: int | tuple[int, int] | None = None, backend: str = "decord") -> torch.Tensor:
     """Decode the given frames, and only those, as players show them.
@@ -764,29 +923,53 @@ def read_frames(path: str | os.PathLike, indices: Sequence[int] | np.ndarray, *,
     Raises:
         VideoReadError: unreadable file, or an index outside the video.
     """
-    _check_backend(backend)
-    path = Path(path).expanduser()
-    _check_file(path)
-    idx = np.asarray(indices, dtype=np.int64).reshape(-1)
-    with silenced_stderr():
-        arr = _decord_read(path, idx, size) if backend == "decord" else _pyav_read(path, idx, size)
-    return torch.from_numpy(np.ascontiguousarray(arr))
+    return _read(path, _indices_of(indices), size, backend, count=False).frames
+
+
+def decode_video(path: str | os.PathLike, k: int, mode: str = "uniform", *,
+                 rng: np.random.Generator | None = None, stride: int = 1,
+                 size: int | tuple[int, int] | None = None, backend: str = "decord",
+                 num_frames: int | None = None) -> DecodedVideo:
+    """Open a video once, take its frame count from the open container, sample ``k`` frames (see
+    :func:`mofkit.data.sampling.sample_indices`) and decode only those.
+
+    No separate probe: the frame count, size, rotation and truncation checks come from the
+    container the frames are decoded from (see the module docstring for what each backend does).
+
+    Args:
+        path, size, backend: as in :func:`read_frames`.
+        k, mode, rng, stride: as in ``sample_indices``.
+        num_frames: the video's frame count if already known: the frames are sampled from it (and
+            still checked against the video).
+
+    Returns:
+        :class:`DecodedVideo`: the frames, the indices decoded, the frame count, fps and the
+        displayed native size.
+
+    Raises:
+        VideoReadError: unreadable file (one sentence saying why), or ``num_frames`` larger than
+            the video.
+    """
+    def pick(n: int) -> np.ndarray:
+        return sample_indices(num_frames if num_frames is not None else n, k, mode, rng=rng, stride=stride)
+
+    return _read(path, pick, size, backend)
 
 
 def read_video(path: str | os.PathLike, k: int, mode: str = "uniform", *,
                rng: np.random.Generator | None = None, stride: int = 1,
                size: int | tuple[int, int] | None = None, backend: str = "decord",
                num_frames: int | None = None) -> tuple[torch.Tensor, np.ndarray]:
-    """Sample and decode ``k`` frames (see :func:`mofkit.data.sampling.sample_indices`).
+    """Sample and decode ``k`` frames in one open (see :func:`decode_video`).
 
     Args:
         path, size, backend: as in :func:`read_frames`.
         k, mode, rng, stride: as in ``sample_indices``.
-        num_frames: the video's frame count if already known (saves a probe).
+        num_frames: the video's frame count if already known.
 
     Returns:
         ``(frames, indices)``: uint8 ``(T, H, W, 3)`` and the int64 indices decoded.
     """
-    n = num_frames if num_frames is not None else probe_video(path, backend).num_frames
-    idx = sample_indices(n, k, mode, rng=rng, stride=stride)
-    return read_frames(path, idx, size=size, backend=backend), idx
+    got = decode_video(path, k, mode, rng=rng, stride=stride, size=size, backend=backend,
+                       num_frames=num_frames)
+    return got.frames, got.indices

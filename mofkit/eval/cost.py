@@ -14,6 +14,7 @@ sees (the CPU flash kernel has no FLOP formula). Neither changes the model's out
 """
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Callable
 
@@ -211,17 +212,21 @@ def end_to_end_throughput(model: nn.Module, paths, num_frames: int, *, preproces
                           decode_size: int | None = None, backend: str = "decord",
                           batch_size: int = 32, device: torch.device | str = "cpu",
                           precision: str = "fp32", compressor: nn.Module | None = None,
-                          input_frames: int | None = None) -> dict:
+                          input_frames: int | None = None, workers: int | None = None) -> dict:
     """Videos per second from file to embedding: decode K uniform frames, preprocess, encode; with
     a frame ``compressor``, decode its ``input_frames`` (N) uniform frames, preprocess, compress to
     K, encode.
 
     This is what a test video costs a deployed model on this machine: the decoder's work, any
-    compressor's and the image tower's. One untimed batch warms the model up first.
+    compressor's and the image tower's, as the kit does it when it reads many videos: decode
+    processes (:func:`mofkit.data.decoding.decode_many`, one open per video) work ahead while this
+    process preprocesses, compresses and encodes, with the torch threads the workers leave. One
+    untimed batch (decoded here) warms the model and the decoders up first; the timed pass
+    includes starting the workers.
 
     Args:
         model: a retrieval model with ``encode_video``, already on ``device``.
-        paths: video files (a few dozen give a stable figure).
+        paths: video files (a few dozen give a stable figure); every one must be readable.
         num_frames: K, uniform frames decoded per video.
         preprocess: uint8 (B, K, H, W, 3) -> float (B, K, 3, S, S) (the eval transform).
         decode_size: short side to resize to on decode, as training and evaluation do.
@@ -231,62 +236,93 @@ def end_to_end_throughput(model: nn.Module, paths, num_frames: int, *, preproces
         compressor: ``(B, N, 3, S, S) -> (B, num_frames, 3, S, S)`` (``mofkit.compress``), on
             ``device``; None decodes ``num_frames`` frames.
         input_frames: N, frames decoded per video for the compressor.
+        workers: decode processes; None: one per core (at most 8); 0: decode in this process,
+            one batch after another.
 
     Returns:
         ``{"videos_per_s", "decode_seconds", "compress_seconds", "encode_seconds", "videos",
-        "device"}`` (decode includes the preprocessing).
+        "workers", "device"}``: the three parts of this process's wall time (decode: waiting for
+        decoded frames, and preprocessing them), which add up to the timed pass.
+
+    Raises:
+        VideoReadError: a video could not be read.
     """
-    from mofkit.data.video import read_video
+    from mofkit.data.decoding import ReadJob, decode_many, default_workers, encoder_threads, read_job
+    from mofkit.data.video import VideoReadError
 
     paths = list(paths)
     if not paths:
         raise ValueError("end_to_end_throughput needs at least one video file")
     device = get_device(device) if isinstance(device, str) else torch.device(device)
     precision = resolve_precision(precision, device)
-    was_training = model.training
-    model.eval()
-
-    def batches():
-        for start in range(0, len(paths), batch_size):
-            yield paths[start:start + batch_size]
-
     if compressor is not None and not input_frames:
         raise ValueError("end_to_end_throughput: a compressor needs input_frames (N)")
     decoded = input_frames if compressor is not None else num_frames
+    jobs = [ReadJob(str(p), decoded, "uniform", size=decode_size, backend=backend) for p in paths]
+    chunk = max(1, min(8, batch_size))
+    workers = default_workers(len(jobs), chunk) if workers is None else int(workers)
+    was_training = model.training
     comp_training = compressor.training if compressor is not None else False
 
-    def run(chunk) -> tuple[float, float, float]:
-        t0 = time.perf_counter()
-        frames = torch.stack([read_video(p, decoded, "uniform", size=decode_size, backend=backend)[0]
-                              for p in chunk])  # (B, K or N, H, W, 3)
-        x = preprocess(frames.to(device))
+    def frames_of(done: list) -> torch.Tensor:
+        for job, res in done:
+            if not res.ok:
+                raise VideoReadError(job.path, res.error)
+        return torch.stack([res.frames for _, res in done])  # (B, K or N, H, W, 3)
+
+    def run(frames: torch.Tensor) -> tuple[float, float]:
+        x = preprocess(frames.to(device))  # (B, K or N, 3, S, S)
         synchronize(device)
         t1 = time.perf_counter()
         with autocast(device, precision):
             if compressor is not None:
-                x = compressor(x)
+                x = compressor(x)  # (B, K, 3, S, S)
                 synchronize(device)
         t2 = time.perf_counter()
         with autocast(device, precision):
             model.encode_video(x)
         synchronize(device)
-        return t1 - t0, t2 - t1, time.perf_counter() - t2
+        return t1, t2
 
+    model.eval()
     if compressor is not None:
         compressor.eval()
     try:
-        run(paths[:min(len(paths), batch_size)])  # warm-up, not timed
-        decode = compress = encode = 0.0
-        for chunk in batches():
-            d, c, e = run(chunk)
-            decode, compress, encode = decode + d, compress + c, encode + e
+        with encoder_threads(workers):
+            run(frames_of([(j, read_job(j)) for j in jobs[:batch_size]]))  # warm-up, not timed
+            compress = encode = 0.0
+            start = time.perf_counter()
+            with contextlib.closing(decode_many(jobs, read_job, workers=workers, chunk=chunk,
+                                                ahead=2 * batch_size)) as results:
+                batch: list = []
+                for i, res in enumerate(results):
+                    batch.append((jobs[i], res))
+                    if len(batch) == batch_size or i == len(jobs) - 1:
+                        t1, t2 = run(frames_of(batch))
+                        compress, encode = compress + t2 - t1, encode + time.perf_counter() - t2
+                        batch = []
+            total = time.perf_counter() - start
+            decode = total - compress - encode
     finally:
         model.train(was_training)
         if compressor is not None:
             compressor.train(comp_training)
-    return {"videos_per_s": len(paths) / (decode + compress + encode), "decode_seconds": decode,
+    return {"videos_per_s": len(paths) / total, "decode_seconds": decode,
             "compress_seconds": compress, "encode_seconds": encode, "videos": len(paths),
-            "device": str(device)}
+            "workers": workers, "device": str(device)}
+
+
+def describe_throughput(device: str = "auto", videos: int = 64, batch_size: int = 32) -> str:
+    """The setup :func:`end_to_end_throughput` measures ``videos`` videos on, in words (for a
+    table's footnote): the machine, the decode workers and the encoder's torch threads."""
+    from mofkit.data.decoding import default_workers, usable_cpus
+    from mofkit.device import describe_device
+
+    dev = get_device(device)
+    workers = default_workers(videos, max(1, min(8, batch_size)))
+    threads = max(1, usable_cpus() - workers) if workers else torch.get_num_threads()
+    machine = describe_device(device).rsplit(", ", 1)[0] if dev.type == "cpu" else describe_device(device)
+    return f"{machine}, {workers} decode workers, encoder on {threads} torch thread{'s' if threads > 1 else ''}"
 
 
 def cost_table(cfg, paths, k_values=None) -> "pd.DataFrame":

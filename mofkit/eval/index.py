@@ -5,7 +5,13 @@ the run was trained to see them: K uniform frames, or N frames through the run's
 compressor) and writes the index; ``python -m mofkit search INDEX "query"`` then embeds only the
 query. Calling ``index`` again embeds only the files that are new or changed (by size and
 modification time) and drops the ones that are gone; a large gallery is saved every minute while
-it is embedded, so an interrupted call goes on where it stopped.
+it is embedded, and an interrupted call (Ctrl-C) saves what it embedded before it stops, so the
+next call goes on where it stopped. A file that cannot be read is listed with its reason, not
+fatal.
+
+Decode processes (:mod:`mofkit.data.decoding`, one per core by default, each video opened once)
+work ahead of the model, which embeds one batch while they decode the next ones, with the torch
+threads they leave.
 
 An index records the model it was built with (a digest of the run's weights, its architecture)
 and the frame settings (K, decode size, decoder, compressor); updating it with another run, or
@@ -25,6 +31,7 @@ compress).
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -157,12 +164,20 @@ class IndexModel:
                 "decode_size": d.decode_size, "backend": d.backend,
                 "image_size": self.bundle.image_size, "compressor": comp}
 
+    def job(self, path: Path):
+        """The :class:`~mofkit.data.decoding.ReadJob` that decodes a video as the run decodes its
+        test videos (N or K uniform frames at the run's decode size, with its decoder)."""
+        from mofkit.data.decoding import ReadJob
+
+        return ReadJob(str(path), self.decoded, "uniform", size=self.cfg.data.decode_size,
+                       backend=self.cfg.data.backend)
+
     def decode(self, path: Path) -> torch.Tensor:
         """uint8 (N or K, H, W, 3) frames of one video, as the run decodes its test videos."""
         from mofkit.data.video import read_video
 
-        frames, _ = read_video(path, self.decoded, "uniform", size=self.cfg.data.decode_size,
-                               backend=self.cfg.data.backend)
+        job = self.job(path)
+        frames, _ = read_video(job.path, job.k, job.mode, size=job.size, backend=job.backend)
         return frames
 
     def embed(self, frames: list[torch.Tensor], batch_size: int = 32) -> np.ndarray:
@@ -231,7 +246,7 @@ def _stat(path: Path) -> dict:
 def build_index(source: str | Path | Sequence[tuple[str, str | Path, str]], run_dir: str | Path,
                 index_dir: str | Path | None = None, *, device: str = "auto", batch_size: int = 32,
                 save_every: float = 60.0, progress: bool = True,
-                model: IndexModel | None = None) -> IndexReport:
+                model: IndexModel | None = None, workers: int | None = None) -> IndexReport:
     """Build or update the embedding index of a gallery of videos.
 
     Args:
@@ -240,10 +255,15 @@ def build_index(source: str | Path | Sequence[tuple[str, str | Path, str]], run_
         run_dir: the trained run whose model embeds the videos.
         index_dir: where the index lives; None: ``FOLDER/.mofkit_index`` (a folder source only).
         device: where the model runs.
-        batch_size: videos decoded and embedded per batch.
-        save_every: seconds between saves while embedding (an interrupted call resumes from there).
+        batch_size: videos embedded per batch.
+        save_every: seconds between saves while embedding; an interrupted call (Ctrl-C) also saves
+            what it embedded before it stops, and the next call resumes from there.
         progress: a progress bar.
         model: an :class:`IndexModel` of ``run_dir`` already loaded (saves loading it again).
+        workers: decode processes working ahead of the model
+            (:func:`mofkit.data.decoding.decode_many`); None: one per core (at most 8), none for
+            a few videos; 0: decode in this process. While they run, the model's torch threads
+            are the cores they leave (:func:`mofkit.data.decoding.encoder_threads`).
 
     Returns:
         :class:`IndexReport`.
@@ -304,31 +324,49 @@ def build_index(source: str | Path | Sequence[tuple[str, str | Path, str]], run_
     index_dir.mkdir(parents=True, exist_ok=True)
     doc = {"format": FORMAT, "model": model.record(), "frames": model.frames_record(),
            "source": where, "generation": old["generation"] if old else 0}
-    rows = len(keep_ids)
     last_save = time.perf_counter()
+    frames: list[torch.Tensor] = []
+    waiting: list[tuple] = []  # decoded videos of the batch being gathered
+
+    def embed_batch() -> None:
+        if not frames:
+            return
+        emb = model.embed(frames, batch_size)
+        blocks.append(emb)  # rows first, then the entries naming them (see _save)
+        for vid, path, label, stat, existed in waiting:
+            entries[vid] = {"row": len(entries), "path": str(path), "label": label, **stat}
+            (report.updated if existed else report.added).append(vid)
+        frames.clear()
+        waiting.clear()
+
+    from mofkit.data.decoding import decode_many, default_workers, encoder_threads, read_job
+
+    chunk = max(1, min(8, batch_size))
+    workers = default_workers(len(todo), chunk) if workers is None else int(workers)
     bar = tqdm(total=len(todo), desc=f"indexing {where}", unit="video", disable=not progress,
                dynamic_ncols=True)
     try:
-        for start in range(0, len(todo), batch_size):
-            frames, done = [], []
-            for vid, path, label, stat, existed in todo[start:start + batch_size]:
-                try:
-                    frames.append(model.decode(path))
-                except VideoReadError as e:
-                    report.skipped[vid] = e.reason
-                    skipped_doc[vid] = {"reason": e.reason, **stat}
-                    continue
-                done.append((vid, path, label, stat, existed))
-            if frames:
-                blocks.append(model.embed(frames, batch_size))
-                for vid, path, label, stat, existed in done:
-                    entries[vid] = {"row": rows, "path": str(path), "label": label, **stat}
-                    rows += 1
-                    (report.updated if existed else report.added).append(vid)
-            bar.update(len(todo[start:start + batch_size]))
-            if time.perf_counter() - last_save > save_every and start + batch_size < len(todo):
-                _save(index_dir, doc, entries, blocks, skipped_doc)
-                last_save = time.perf_counter()
+        with encoder_threads(workers), contextlib.closing(decode_many(
+                [model.job(path) for _, path, *_ in todo], read_job, workers=workers, chunk=chunk,
+                ahead=2 * batch_size)) as results:
+            for done, (item, res) in enumerate(zip(todo, results), 1):
+                vid, stat = item[0], item[3]
+                if res.ok:
+                    frames.append(res.frames)
+                    waiting.append(item)
+                else:
+                    report.skipped[vid] = res.error
+                    skipped_doc[vid] = {"reason": res.error, **stat}
+                bar.update(1)
+                if len(frames) == batch_size or done == len(todo):
+                    embed_batch()
+                    if time.perf_counter() - last_save > save_every and done < len(todo):
+                        _save(index_dir, doc, entries, blocks, skipped_doc)
+                        last_save = time.perf_counter()
+    except BaseException:
+        if entries and (report.added or report.updated):
+            _save(index_dir, doc, entries, blocks, skipped_doc)  # what was embedded stays embedded
+        raise
     finally:
         bar.close()
     if not entries:
@@ -345,7 +383,9 @@ def _save(index_dir: Path, doc: dict, entries: dict, blocks: list[np.ndarray], s
     A save in the middle of a build holds the videos embedded so far and the kept ones; changed
     videos not yet re-embedded are left out, and embedded again if the call is cut off.
     """
-    emb = np.concatenate(blocks).astype(np.float32) if blocks else np.zeros((0, 0), np.float32)
+    # Rows beyond the entries (a batch embedded, its entries not yet written when the call was
+    # interrupted) are dropped: row i of the file is the video whose entry says row i.
+    emb = np.concatenate(blocks)[:len(entries)].astype(np.float32) if blocks else np.zeros((0, 0), np.float32)
     g = int(doc["generation"]) + 1
     name = f"embeddings-{g:06d}.npy"
     tmp = index_dir / f".{name}.{os.getpid()}.tmp"

@@ -402,7 +402,8 @@ def run_study(cfg: Config, name: str, out: str | Path, *, progress: bool = True,
 
 def measured_throughput(cfg: Config, root: str | Path, k: int, videos: int = 64,
                         compress: dict[str, Any] | None = None) -> float:
-    """End-to-end test videos per second (decode K uniform frames, preprocess, encode) of the
+    """End-to-end test videos per second (decode K uniform frames, preprocess, encode; decode
+    workers overlapped with the encoder, :func:`mofkit.eval.cost.end_to_end_throughput`) of the
     config's model on ``videos`` test files of the corpus at ``root``, measured now. With
     ``compress`` (``compress.*`` overrides naming a compressor), N frames are decoded and
     compressed to K first; its weights do not change its speed, so a fresh one is timed."""
@@ -472,7 +473,7 @@ def summarise_study(cfg: Config, name: str, runs: pd.DataFrame, *, measure: bool
     end-to-end videos per second measured on this machine (the same for every method of a K:
     they differ in training only); ``profile`` and ``n_test_videos`` columns; on the synthetic
     corpus ``ceiling_t2v_R1``, the best t2v R@1 the K uniform test frames allow (:func:`regime_ceiling`)."""
-    from mofkit.device import describe_device
+    from mofkit.eval.cost import describe_throughput
     from mofkit.eval.stats import paired_summary
 
     if runs.empty:
@@ -494,7 +495,7 @@ def summarise_study(cfg: Config, name: str, runs: pd.DataFrame, *, measure: bool
         root = timing_root(cfg, runs)
         speed = {k: measured_throughput(cfg, root, int(k)) for k in table["K"].unique()}
         table["videos_per_s"] = table["K"].map(speed)
-        table["videos_per_s_device"] = describe_device(cfg.device)
+        table["videos_per_s_device"] = describe_throughput(cfg.device)
     return table
 
 
@@ -512,7 +513,7 @@ def summarise_compressors(cfg: Config, runs: pd.DataFrame, *, measure: bool = Tr
     inference GFLOPs per video (image tower on K frames, temporal head, compressor) and the
     compressor's share, training seconds and, with ``measure``, end-to-end videos per second
     measured on this machine (decode N or K frames, compress, encode; the same on both corpora)."""
-    from mofkit.device import describe_device
+    from mofkit.eval.cost import describe_throughput
     from mofkit.eval.stats import paired_summary
 
     if runs.empty:
@@ -544,5 +545,5 @@ def summarise_compressors(cfg: Config, runs: pd.DataFrame, *, measure: bool = Tr
         for m, k in table[["method", "K"]].drop_duplicates().itertuples(index=False):
             speed[m] = measured_throughput(cfg, root, int(k), compress=spec.get(m))
         table["videos_per_s"] = table["method"].map(speed)
-        table["videos_per_s_device"] = describe_device(cfg.device)
+        table["videos_per_s_device"] = describe_throughput(cfg.device)
     return table
