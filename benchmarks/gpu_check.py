@@ -29,7 +29,6 @@ rot; its figures mean nothing.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import json
 import platform

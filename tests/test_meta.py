@@ -1,6 +1,5 @@
 """The meta step: exact hypergradient vs finite differences and vs the earlier implementation, in
 pieces, under gradient checkpointing and mixed precision; weights untouched, descent, first order."""
-import contextlib
 import copy
 
 import pytest
