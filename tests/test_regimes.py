@@ -286,6 +286,26 @@ def test_runs_kept_before_the_relative_frame_eps_keep_what_they_ran_with():
                 _check_resumable(Config.from_dict(old), now, Path("checkpoint.pt"))
 
 
+def test_a_run_is_what_its_task_reads_and_the_towers_it_starts_from():
+    from mofkit.config import get_config
+    from mofkit.train.paired import same_run
+
+    def same(base, a, b):
+        return same_run(get_config("cpu", {**base, **a}), get_config("cpu", {**base, **b}))
+
+    schedule = ({"mof.meta_every": 2, "mof.frame_lr": 3e-2}, {"mof.meta_every": 3, "mof.frame_lr": 1e-2})
+    assert same({}, *schedule)  # the baseline reads no MOF setting
+    assert same({"compress.name": "segment_max"}, *schedule)
+    assert not same({"mof.enabled": True}, *schedule)
+    amortised = {"compress.name": "slots", "compress.training": "amortised"}
+    assert same(amortised, *schedule)  # its meta step reads alpha, N, the hypergradient, not the bank's
+    assert not same(amortised, {"mof.alpha": 1e-2}, {"mof.alpha": 1e-1})
+    # towers from `mofkit pretrain`: how they were pretrained counts, where they live does not
+    assert not same({}, {"pretrain.epochs": 6}, {"pretrain.epochs": 5})
+    assert same({}, {"pretrain.dir": "a", "pretrain.gate": 90.0}, {"pretrain.dir": "b", "pretrain.gate": 95.0})
+    assert same({"model.pretrained": None}, {"pretrain.epochs": 6}, {"pretrain.epochs": 5})
+
+
 def test_the_study_command_summarises_what_is_finished_without_training(study_root, capsys):
     from mofkit.cli import main
 

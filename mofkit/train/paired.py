@@ -23,6 +23,7 @@ from typing import Any
 
 from mofkit.config import Config
 from mofkit.eval.stats import RANKS_FILE
+from mofkit.models.factory import STILLS_TAG as PRETRAINED_TAG
 from mofkit.train.tasks import settings_not_read
 
 KEPT_FILES = ("config.json", "metrics.json", RANKS_FILE)
@@ -30,6 +31,7 @@ KEPT_FILES = ("config.json", "metrics.json", RANKS_FILE)
 # which device, with how many loader workers and how patient its processes are with each other,
 # the study grids around them, and the pretraining settings (a run that starts from the towers of
 # `mofkit pretrain` names their file in model.pretrained; a run that does not never reads them)
+_PRETRAIN_NOT_THE_TOWERS = ("root", "dir", "gate")  # where the stills and towers live, the gate
 _NOT_THE_RUN = ("out_dir", "device", "study", "pretrain", "data.num_workers", "data.cache_dir",
                 "train.dist_timeout_minutes")
 
@@ -49,6 +51,7 @@ def run_identity(cfg: Config | dict) -> dict[str, Any]:
         except (KeyError, ValueError, TypeError, AttributeError):
             pass
     d = json.loads(json.dumps(cfg.to_dict() if isinstance(cfg, Config) else cfg, default=list))
+    pretrained = d.get("pretrain", {}) if d.get("model", {}).get("pretrained") == PRETRAINED_TAG else None
     for key in _NOT_THE_RUN + (settings_not_read(cfg) if isinstance(cfg, Config) else ()):
         *parents, leaf = key.split(".")
         node = d
@@ -59,6 +62,8 @@ def run_identity(cfg: Config | dict) -> dict[str, Any]:
         node = d.get(section, {})
         if isinstance(node.get(leaf), str):
             node[leaf] = _repo_relative(node[leaf])
+    if pretrained is not None:  # a run started from `mofkit pretrain`: its towers' settings count
+        d["pretrain"] = {k: v for k, v in pretrained.items() if k not in _PRETRAIN_NOT_THE_TOWERS}
     return d
 
 

@@ -563,15 +563,30 @@ FRAME_STEP_TASKS = ("mof", "mof-batch")  # the tasks whose frames the frame opti
 _FRAME_OPTIMISER_ADDED = ("mof.frame_eps", "mof.frame_eps_scale")  # frame Adam settings added later
 
 
+# what the amortised compressor reads of the mof section: its meta step's settings, not the bank's
+_AMORTISED_READS = ("mof.enabled", "mof.meta_frames", "mof.alpha", "mof.hypergrad", "mof.fd_eps",
+                    "mof.meta_chunk")
+
+
 def settings_not_read(cfg: "Config") -> tuple[str, ...]:
-    """Dotted keys of settings that ``cfg``'s task never reads, among those added to the kit after
-    runs were kept: two runs that differ only in them are the same run (a baseline run is not
-    trained again because the frame optimiser gained an option). Empty for an invalid config."""
+    """Dotted keys of settings that ``cfg``'s task never reads: two runs that differ only in them
+    are the same run (a baseline run is not trained again because the frame optimiser gained an
+    option or a profile changed MOF's schedule). The bank tasks read every ``mof`` setting but the
+    frame optimiser's later options where frames never move; a baseline or end-to-end compressor
+    reads none but ``mof.enabled``; the amortised compressor reads its meta step's. Empty for an
+    invalid config."""
+    import dataclasses
+
     try:
         name = task_name(cfg)
     except ValueError:
         return ()
-    return () if name in FRAME_STEP_TASKS else _FRAME_OPTIMISER_ADDED
+    if name in FRAME_STEP_TASKS:
+        return ()
+    if name == "mof-frozen":
+        return _FRAME_OPTIMISER_ADDED
+    reads = _AMORTISED_READS if name == "compress-amortised" else ("mof.enabled",)
+    return tuple(k for k in (f"mof.{f.name}" for f in dataclasses.fields(cfg.mof)) if k not in reads)
 
 
 def create_task(trainer: "Trainer", name: str | None = None) -> Task:
