@@ -33,7 +33,9 @@ Usage::
     python benchmarks/bench_decode.py --skip index e2e     # the reading table only
 
 Run it with another checkout's ``mofkit`` on ``PYTHONPATH`` to measure that code's index and end
-to end (the limits are measured again, so the ratios compare across runs).
+to end (the limits are measured again, so the ratios compare across runs). ``--set KEY=VALUE``
+changes the config of the index and end-to-end runs (e.g. ``model.arch=mof-tiny``, the model of
+the colour-era tables).
 """
 from __future__ import annotations
 
@@ -205,11 +207,17 @@ def reading_table(rows: list[tuple[str, list[Path], int, int]], before, repeats:
 # Indexing
 # ------------------------------------------------------------------------------------------------
 
-def make_run(folder: Path, root: Path, backend: str) -> Path:
+def bench_config(root: Path, overrides: dict | None = None):
+    """The cpu profile on the bench's corpus, its model without pretrained towers (speed does not
+    depend on weights), with ``--set`` overrides."""
+    return get_config("cpu", {"data.root": str(root), "model.pretrained": None, **(overrides or {})})
+
+
+def make_run(folder: Path, root: Path, backend: str, overrides: dict | None = None) -> Path:
     """A 'trained' run of the cpu profile's K = 4 model with random weights."""
     from mofkit.models import create_from_config
 
-    cfg = get_config("cpu", {"data.root": str(root), "data.backend": backend, "model.pretrained": None})
+    cfg = bench_config(root, {**(overrides or {}), "data.backend": backend})
     folder.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
     bundle = create_from_config(cfg.model, "cpu")
@@ -255,7 +263,8 @@ def with_cpu(fn, videos: int) -> tuple[float, float]:
     return out, (cpu() - c0) / videos * 1e3
 
 
-def index_table(root: Path, work: Path, n: int, repeats: int, batch: int = 32) -> list[dict]:
+def index_table(root: Path, work: Path, n: int, repeats: int, batch: int = 32,
+                overrides: dict | None = None) -> list[dict]:
     from mofkit.data.datasets import load_dataset
     from mofkit.eval.index import IndexModel, build_index
 
@@ -266,7 +275,7 @@ def index_table(root: Path, work: Path, n: int, repeats: int, batch: int = 32) -
     threads = torch.get_num_threads()
     table = []
     for backend in available_backends():
-        run = make_run(work / f"run-{backend}", root, backend)
+        run = make_run(Path(tempfile.mkdtemp(prefix=f"run-{backend}-", dir=work)), root, backend, overrides)
         model = IndexModel(run, "cpu")
         k = model.decoded
 
@@ -296,10 +305,10 @@ def index_table(root: Path, work: Path, n: int, repeats: int, batch: int = 32) -
 # End to end
 # ------------------------------------------------------------------------------------------------
 
-def e2e_table(root: Path, repeats: int, videos: int = 64) -> list[dict]:
+def e2e_table(root: Path, repeats: int, videos: int = 64, overrides: dict | None = None) -> list[dict]:
     from mofkit.train.studies import COMPRESSORS, measured_throughput
 
-    cfg = get_config("cpu", {"data.root": str(root)})
+    cfg = bench_config(root, overrides)
     threads = torch.get_num_threads()
     ks = sorted({cfg.data.num_frames, *cfg.study.compressor_k_values})
     methods = {f"uniform K={k}": (k, None) for k in ks}
@@ -340,7 +349,12 @@ def main() -> None:
     ap.add_argument("--skip", nargs="*", default=[], choices=["read", "index", "e2e"])
     ap.add_argument("--dir", type=Path, default=None, help="work folder (default: a temporary one)")
     ap.add_argument("--json", type=Path, default=None, help="also write the tables here")
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="config overrides of the index and end-to-end runs, e.g. model.arch=mof-tiny")
     args = ap.parse_args()
+    from mofkit.cli import parse_overrides
+
+    overrides = parse_overrides(args.set)
 
     load0 = os.getloadavg()
     print(f"{len(os.sched_getaffinity(0))} CPUs; load average {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f} "
@@ -367,15 +381,17 @@ def main() -> None:
                             {"cpu_ms": "{:.2f}", "wall_ms": "{:.2f}", "cpu_ratio": "{:.2f}x",
                              "wall_ratio": "{:.2f}x"}))
         if "index" not in args.skip:
-            out["index"] = index_table(root, work, args.index_videos, args.index_repeats)
-            print(f"\nIndexing {args.index_videos} synthetic videos (K = 4, cpu profile's model): videos/s\n")
+            out["index"] = index_table(root, work, args.index_videos, args.index_repeats, overrides=overrides)
+            model = bench_config(root, overrides).model.arch
+            print(f"\nIndexing {args.index_videos} synthetic videos (K = 4, {model}): videos/s\n")
             print(_markdown(out["index"], ["backend", "method", "videos_per_s", "of_overlapped_limit",
                                            "cpu_ms_per_video"],
                             {"videos_per_s": "{:.1f}", "of_overlapped_limit": "{:.2f}x",
                              "cpu_ms_per_video": "{:.2f}"}))
         if "e2e" not in args.skip:
-            out["e2e"] = e2e_table(root, args.index_repeats)
-            print("\nEnd to end (measured_throughput, 64 test videos): videos/s\n")
+            out["e2e"] = e2e_table(root, args.index_repeats, overrides=overrides)
+            model = bench_config(root, overrides).model.arch
+            print(f"\nEnd to end (measured_throughput, 64 test videos, {model}): videos/s\n")
             print(_markdown(out["e2e"], ["method", "N", "K", "backend", "videos_per_s"],
                             {"videos_per_s": "{:.1f}"}))
     load1 = os.getloadavg()

@@ -129,6 +129,70 @@ def test_an_interrupted_build_goes_on_where_it_stopped(session, model, tmp_path,
     assert rep.added == ["sub/bikes.mp4"] and len(rep.kept) == 2
 
 
+_CHILD = """
+import sys, time
+from mofkit.eval.index import IndexModel, build_index
+
+embed = IndexModel.embed
+
+def announced(self, frames, batch_size=32):
+    out = embed(self, frames, batch_size)
+    print("embedded", len(frames), flush=True)
+    time.sleep(0.3)  # time for the signal to arrive while the workers decode ahead
+    return out
+
+IndexModel.embed = announced
+build_index(sys.argv[1], sys.argv[2], batch_size=2, save_every=1e9, progress=False, workers=2)
+print("finished", flush=True)
+"""
+
+
+def test_ctrl_c_in_the_middle_of_a_build_with_workers_leaves_a_resumable_index(session, model, tmp_path):
+    """A real SIGINT to the whole process group (what Ctrl-C in a terminal sends) while decode
+    workers run: the command stops, no process of the group is left, the index holds what was
+    embedded, and the next call embeds only the rest."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    _, test = load_splits(session.cfg)
+    folder = tmp_path / "gallery"
+    folder.mkdir()
+    for i, rec in enumerate(test.records[:24]):
+        shutil.copy(rec.path, folder / f"v{i:02d}.mp4")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1]),
+                                                        os.environ.get("PYTHONPATH", "")])}
+    child = subprocess.Popen([sys.executable, "-c", _CHILD, str(folder), str(session.run("uniform"))],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                             start_new_session=True)
+    try:
+        assert child.stdout.readline().startswith("embedded")
+        assert child.stdout.readline().startswith("embedded")
+        os.killpg(child.pid, signal.SIGINT)
+        _, err = child.communicate(timeout=60)
+    finally:
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGKILL)
+    assert child.returncode != 0 and "KeyboardInterrupt" in err
+    for _ in range(50):  # the decode workers go with it
+        try:
+            os.killpg(child.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError("processes of the interrupted command are still running")
+    doc = read_index(folder / ".mofkit_index")
+    done = sorted(doc["videos"])
+    assert 2 <= len(done) < 24 and done == [f"v{i:02d}.mp4" for i in range(len(done))]
+    assert np.load(folder / ".mofkit_index" / doc["embeddings"]).shape[0] == len(done)
+    rep = build_index(folder, session.run("uniform"), progress=False, model=model, workers=2)
+    assert sorted(rep.kept) == done and len(rep.added) == 24 - len(done)
+    assert len(VideoIndex(folder, model=model)) == 24
+
+
 def test_an_index_built_with_decode_workers_equals_one_built_without(session, model, tmp_path):
     """The same videos in the same rows with the same embeddings, and the files that fail in the
     middle of the build (not a video, cut before its index, empty) listed with their reasons."""
