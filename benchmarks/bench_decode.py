@@ -108,30 +108,11 @@ def synthetic_corpus(root: Path, n_test: int) -> Path:
 
 def raw_like(path: Path, seconds: float, seed: int, size=(224, 298), fps: int = 30) -> None:
     """A clip shaped like raw web video at short side 224: 30 fps, x264 defaults (long keyframe
-    interval, B-frames), moving discs over a drifting texture."""
-    import av
+    interval, B-frames), moving discs over a drifting texture (bench_reencode's clip at this size)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_reencode import write_raw_like
 
-    rng = np.random.default_rng(seed)
-    h, w = size
-    tex = rng.integers(40, 200, (h // 8 + 2, w // 8 + 2, 3), dtype=np.uint8)
-    tex = np.repeat(np.repeat(tex, 8, 0), 8, 1)
-    yy, xx = np.mgrid[0:h, 0:w]
-    discs = [(rng.uniform(0, w), rng.uniform(0, h), rng.uniform(-3, 3), rng.uniform(-2, 2),
-              rng.uniform(10, 30), rng.integers(0, 256, 3)) for _ in range(4)]
-    with av.open(str(path), mode="w") as c:
-        s = c.add_stream("libx264", rate=fps)
-        s.width, s.height, s.pix_fmt = w, h, "yuv420p"
-        s.options = {"crf": "23", "preset": "veryfast"}
-        for t in range(int(seconds * fps)):
-            dx = t // 4 % 8
-            img = tex[:h, dx:dx + w].copy()
-            for x, y, vx, vy, r, col in discs:
-                cx, cy = (x + vx * t) % w, (y + vy * t) % h
-                img[(xx - cx) ** 2 + (yy - cy) ** 2 < r * r] = col
-            for p in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-                c.mux(p)
-        for p in s.encode():
-            c.mux(p)
+    write_raw_like(path, seconds, seed, size=size, fps=fps)
 
 
 def corpora_224(root: Path, videos: int, seconds: float) -> tuple[list[Path], list[Path]]:

@@ -643,22 +643,29 @@ def _reformatter():
     return rgb
 
 
+def _opened_layout(path: Path, container, stream, count: bool):
+    """The frame rate, frame layout and kept packets of an opened stream, or a one-sentence error
+    when no frame of it is complete."""
+    fps = float(stream.average_rate or stream.guessed_rate or 0.0)
+    try:
+        layout, packets = _layout(path, container, stream, count=count)
+    except VideoReadError:
+        raise
+    except Exception as e:
+        raise VideoReadError(path, f"file is corrupt: its stream cannot be read ({_clean(e, path)})") from None
+    if layout.complete == 0:
+        if layout.truncated:
+            of = f" of its {layout.header_frames}" if layout.header_frames else ""
+            raise VideoReadError(path, f"file is truncated: none{of} frames is complete")
+        raise VideoReadError(path, "no decodable frames")
+    return fps, layout, packets
+
+
 def _pyav_sample(path: Path, pick, size, count: bool = True, threads: int = 1) -> DecodedVideo:
     """One open: the frame count from the container, then the picked frames, decoding forward up
     to the last of them and converting only those."""
     with _pyav_container(path) as (container, stream):
-        fps = float(stream.average_rate or stream.guessed_rate or 0.0)
-        try:
-            layout, packets = _layout(path, container, stream, count=count)
-        except VideoReadError:
-            raise
-        except Exception as e:
-            raise VideoReadError(path, f"file is corrupt: its stream cannot be read ({_clean(e, path)})") from None
-        if layout.complete == 0:
-            if layout.truncated:
-                of = f" of its {layout.header_frames}" if layout.header_frames else ""
-                raise VideoReadError(path, f"file is truncated: none{of} frames is complete")
-            raise VideoReadError(path, "no decodable frames")
+        fps, layout, packets = _opened_layout(path, container, stream, count)
         idx = np.asarray(pick(layout.complete), dtype=np.int64).reshape(-1)
         _range_error(path, idx, layout.complete, layout)
         rgb = _reformatter()
@@ -695,18 +702,7 @@ def _pyav_sample(path: Path, pick, size, count: bool = True, threads: int = 1) -
 
 def _pyav_probe(path: Path) -> VideoInfo:
     with _pyav_container(path) as (container, stream):
-        fps = float(stream.average_rate or stream.guessed_rate or 0.0)
-        try:
-            layout, packets = _layout(path, container, stream, count=True)
-        except VideoReadError:
-            raise
-        except Exception as e:
-            raise VideoReadError(path, f"file is corrupt: its stream cannot be read ({_clean(e, path)})") from None
-        if layout.complete == 0:
-            if layout.truncated:
-                of = f" of its {layout.header_frames}" if layout.header_frames else ""
-                raise VideoReadError(path, f"file is truncated: none{of} frames is complete")
-            raise VideoReadError(path, "no decodable frames")
+        fps, layout, packets = _opened_layout(path, container, stream, True)
         with contextlib.closing(_pyav_displayed(path, container, stream, 1, packets)) as frames:
             first = next(frames, None)
         if first is None:
