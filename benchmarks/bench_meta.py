@@ -157,7 +157,7 @@ def _agreement(cfg, bundle, device, args):
     from mofkit.data.preprocess import Preprocessor
     from mofkit.models import contrastive_loss
     from mofkit.train.data import prepare_data
-    from mofkit.train.loop import epoch_batches
+    from mofkit.train.batches import epoch_batches
     from mofkit.train.distributed import DistInfo
 
     cfg.mof.enabled, cfg.mof.meta_frames = True, args.n

@@ -7,7 +7,7 @@ import pytest
 
 from mofkit.config import get_config
 from mofkit.train import distributed as D
-from mofkit.train.loop import epoch_batches
+from mofkit.train.batches import epoch_batches
 
 
 def _families_whole(batches, groups) -> float:
@@ -56,6 +56,7 @@ def test_family_batches_need_a_corpus_with_families():
 
 @pytest.mark.slow
 def test_a_mof_run_batches_whole_families_at_both_levels(tmp_path, monkeypatch):
+    import mofkit.train.batches as batches_module
     import mofkit.train.loop as loop
     from mofkit.data.synthetic import load_families
 
@@ -66,7 +67,7 @@ def test_a_mof_run_batches_whole_families_at_both_levels(tmp_path, monkeypatch):
         calls.append((kw.get("salt", 0), kw.get("groups"), out))
         return out
 
-    monkeypatch.setattr(loop, "epoch_batches", recording)
+    monkeypatch.setattr(batches_module, "epoch_batches", recording)  # where the bank tasks read it
     cfg = get_config("smoke", {"data.root": str(tmp_path / "corpus"), "data.cache_dir": str(tmp_path / "cache"),
                                "out_dir": str(tmp_path / "run"), "train.epochs": 2, "mof.enabled": True,
                                "train.family_batches": True})

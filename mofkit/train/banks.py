@@ -9,7 +9,7 @@ branch on it.
   process opens on a filesystem they all see. Rank 0 creates, steps, begins generations and
   commits; after each change of generation the others reopen it. Every rank reads frames; in the
   per-batch mode every rank also writes its own rows. Batches are cut from one global order
-  (:func:`mofkit.train.loop.epoch_batches`), so N processes see the global batches one process sees.
+  (:func:`mofkit.train.batches.epoch_batches`), so N processes see the global batches one process sees.
 
 * :class:`RankShards` (``mof.bank_shards = S``, or -1 for one shard per process): the training
   videos are split into S fixed shards (:mod:`mofkit.bilevel.shards`: video ``i`` in shard
@@ -107,12 +107,12 @@ def shard_batches(num_videos: int, batch_size: int, num_shards: int, shard: int,
                   epoch: int, *, drop_last: bool = True, salt: int = 0,
                   groups: np.ndarray | None = None) -> list[np.ndarray]:
     """One shard's videos (global training rows) in an order seeded by (seed, epoch, salt, shard),
-    cut into batches of ``batch_size`` (:func:`mofkit.train.loop.epoch_batches` on the shard).
+    cut into batches of ``batch_size`` (:func:`mofkit.train.batches.epoch_batches` on the shard).
 
     Args:
         groups: one label per training video (``train.family_batches``), kept together within the shard.
     """
-    from mofkit.train.loop import epoch_batches
+    from mofkit.train.batches import epoch_batches
 
     members = shard_members(num_videos, num_shards, shard)
     g = None if groups is None else np.asarray(groups)[members]
@@ -256,7 +256,7 @@ class SharedBank:
         return np.arange(self.bank.num_videos)
 
     def base_batches(self, epoch: int, groups: np.ndarray | None) -> list[np.ndarray]:
-        from mofkit.train.loop import epoch_batches
+        from mofkit.train.batches import epoch_batches
 
         t = self.trainer.cfg.train
         return epoch_batches(len(self.trainer.data.train), t.batch_size, t.seed, epoch, self.info,
@@ -265,7 +265,7 @@ class SharedBank:
     def meta_batches(self, epoch: int, groups: np.ndarray | None) -> list[np.ndarray]:
         """This rank's meta batches: cut from one global order and dealt round-robin, so each
         video's hypergradient is computed by exactly one rank and reaches the bank exactly once."""
-        from mofkit.train.loop import epoch_batches
+        from mofkit.train.batches import epoch_batches
 
         cfg, info = self.trainer.cfg, self.info
         mb = cfg.mof.meta_batch_size or cfg.train.batch_size // info.world_size

@@ -190,7 +190,7 @@ def run_pretrain(cfg: Config, *, progress: bool = True) -> Path:
     from mofkit.data.stills import ensure_stills, load_stills
     from mofkit.device import get_device
     from mofkit.models import create_from_config, param_groups
-    from mofkit.train.loop import _warmup_cosine
+    from mofkit.train.schedule import warmup_cosine
 
     p = cfg.pretrain
     folder = pretrain_dir(cfg)
@@ -215,7 +215,7 @@ def run_pretrain(cfg: Config, *, progress: bool = True) -> Path:
     n = len(tokens)
     steps = max(1, n // p.batch_size)
     total, warmup = steps * p.epochs, max(1, steps // 2)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, _warmup_cosine(total, warmup))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(total, warmup))
     state_path = folder / "state.pt"
     history, start, seconds = [], 0, 0.0
     if state_path.is_file():

@@ -78,7 +78,7 @@ class Task:
 
     def base_batches(self, epoch: int) -> list[np.ndarray]:
         """This rank's base batches of an epoch (training rows): cut from one global order."""
-        from mofkit.train.loop import epoch_batches
+        from mofkit.train.batches import epoch_batches
 
         tr, t = self.trainer, self.cfg.train
         return epoch_batches(len(tr.data.train), t.batch_size, t.seed, epoch, tr.info,
