@@ -45,9 +45,12 @@ from mofkit.bilevel.shards import ShardedBank, combine_step_stats, shard_members
 from mofkit.train import distributed as D
 from mofkit.train.checkpoint import ResumeError
 
+# the training loop's Trainer (mofkit.train.loop), named without importing the loop, which imports
+# this module: only its attributes are read here
+Trainer = Any
+
 if TYPE_CHECKING:
     from mofkit.config import Config
-    from mofkit.train.loop import Trainer
 
 
 def bank_location(cfg: "Config", rank: int = 0, sharded: bool | None = None) -> Path:

@@ -53,9 +53,12 @@ READ_AHEAD = 3  # batches of bank frames read ahead of the step (each 300 MB at 
 # threads reading them: one copies 3 to 5 GB/s from the page cache, a step of 50 ms wants 6
 READERS = max(2, min(4, (os.cpu_count() or 1) // 4))
 
+# the training loop's Trainer (mofkit.train.loop), named without importing the loop, which imports
+# this module: only its attributes are read here
+Trainer = Any
+
 if TYPE_CHECKING:
     from mofkit.config import Config
-    from mofkit.train.loop import Trainer
 
 
 class Task:
