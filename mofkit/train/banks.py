@@ -142,16 +142,17 @@ def sharded_epoch_batches(num_videos: int, batch_size: int, num_shards: int, sha
     return [np.concatenate([p[b] for p in per_shard]) for b in range(n)]
 
 
-BANK_TASKS = ("mof", "mof-batch", "mof-frozen")  # the tasks that train on a compressed-frame bank
+def trains_on_bank(cfg: "Config") -> bool:
+    """Whether a run trains on a compressed-frame bank (MOF and its frozen control; a compressor
+    makes its frames instead). The config's task has been checked by the trainer first."""
+    return bool(cfg.mof.enabled) and cfg.compress.name is None
 
 
 def batches_per_epoch(cfg: "Config", num_videos: int, world_size: int,
                       spans_machines: bool = False) -> int:
     """Base batches in one epoch of a run: all full global batches, or with a sharded bank as many
     as the smallest shard fills (the other tasks ignore ``mof.bank_shards``)."""
-    from mofkit.train.tasks import task_name
-
-    s = check_sharding(cfg, world_size, spans_machines) if task_name(cfg) in BANK_TASKS else 0
+    s = check_sharding(cfg, world_size, spans_machines) if trains_on_bank(cfg) else 0
     if s:
         return sharded_batches_per_epoch(num_videos, cfg.train.batch_size, s)
     return num_videos // cfg.train.batch_size
