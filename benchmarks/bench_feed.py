@@ -1,7 +1,8 @@
 """Share of a MOF base step spent waiting for its frames, at the paper profile's shape, on the CPU.
 
 A MOF base step trains on each video's K compressed frames from the frame bank: at the ``paper``
-profile's shape (batch 64, K = 8, 224 px, float32) 300 MB per step. This benchmark builds a bank of
+profile's shape (batch 64, K = 8, 224 px) 150 MB per step from its float16 bank (300 MB from a
+float32 one). This benchmark builds a bank of
 that shape on the disk (random frames; ``--videos`` of them), then runs base steps whose device
 part is simulated by a sleep of ``--device-step`` seconds (an H100 base step of ViT-B-32 at this
 batch takes a few tens of milliseconds; the sleep leaves the host free, as a queued GPU step does),
@@ -21,7 +22,7 @@ reads from the disk: ``bench_bank.py`` measures the disk's own speed), and the h
 cores to spare for the reader threads: on a busy machine the figures are worse than on an idle one.
 
     python benchmarks/bench_feed.py                          # both paths, 50 ms device step
-    python benchmarks/bench_feed.py --device-step 0.03 --bank-dtype float16
+    python benchmarks/bench_feed.py --device-step 0.03 --bank-dtype float32
 """
 from __future__ import annotations
 
@@ -91,7 +92,8 @@ def main(argv=None) -> int:
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--frames", type=int, default=8, help="K")
     p.add_argument("--size", type=int, default=224)
-    p.add_argument("--bank-dtype", default="float32", choices=["float32", "float16"])
+    p.add_argument("--bank-dtype", default=None, choices=["float32", "float16"],
+                   help="storage of the bank's frames (default: the paper profile's, float16)")
     p.add_argument("--device-step", type=float, default=0.05, help="simulated device step (s)")
     p.add_argument("--steps", type=int, default=40, help="base steps measured (after a pass that warms the cache)")
     p.add_argument("--depth", type=int, default=3, help="batches read ahead")
@@ -102,6 +104,10 @@ def main(argv=None) -> int:
     p.add_argument("--dir", default=None, help="where to build the bank (default: a temporary folder)")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
+    if args.bank_dtype is None:
+        from mofkit.config import get_config
+
+        args.bank_dtype = get_config("paper").mof.bank_dtype
     if args.workers is None:
         from mofkit.train.tasks import READERS
 
@@ -111,10 +117,10 @@ def main(argv=None) -> int:
     try:
         t0 = time.perf_counter()
         bank = _build(root / "bank", args.videos, args.frames, args.size, args.bank_dtype)
-        mb = args.batch * int(np.prod(bank.frame_shape)) * 4 / 2**20
+        mb = args.batch * int(np.prod(bank.frame_shape)) * (2 if args.bank_dtype == "float16" else 4) / 2**20
         print(f"bank: {args.videos} videos x {args.frames} frames x {args.size} px, {args.bank_dtype} "
               f"(built in {time.perf_counter() - t0:.0f} s); batch {args.batch}: {mb:.0f} MB of "
-              f"float32 frames per step; simulated device step {1000 * args.device_step:.0f} ms\n")
+              f"{args.bank_dtype} frames read per step; simulated device step {1000 * args.device_step:.0f} ms\n")
         print("| path | reader threads | wait per step, median ms | mean ms | share waiting | "
               "share waiting, first step included |")
         print("|---|---|---|---|---|---|")

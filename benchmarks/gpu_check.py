@@ -337,8 +337,11 @@ def bank_path(c: Check, cfg, bundle) -> None:
     try:
         g = torch.Generator().manual_seed(0)
         t = time.perf_counter()
+        # the profile's storage (paper: float16, read as stored and widened on the device)
         bank = FrameBank.create(root / "bank", [f"v{i}" for i in range(videos)], k, s,
+                                dtype=cfg.mof.bank_dtype,
                                 init=lambda rows: torch.randn(len(rows), k, 3, s, s, generator=g))
+        stored = torch.float16 if bank.dtype == "float16" else torch.float32
         build_s = time.perf_counter() - t
         bank.read(range(videos))  # into the page cache, as a bank being trained on is
         order = torch.randperm(videos, generator=g).numpy()
@@ -348,13 +351,12 @@ def bank_path(c: Check, cfg, bundle) -> None:
         opt = torch.optim.AdamW(params, lr=1e-5, fused=not c.dry)
 
         def load(rows):
-            return bank.read(rows, out=host_buffer((len(rows), *bank.frame_shape), torch.float32,
-                                                   c.device))
+            return bank.read(rows, out=host_buffer((len(rows), *bank.frame_shape), stored, c.device))
 
         t = time.perf_counter()
         nbytes = 0
         for rows in batches[:3]:
-            nbytes += load(rows).numel() * 4
+            nbytes += load(rows).nbytes
         read_gbs = nbytes / (time.perf_counter() - t) / 1e9
         host = load(batches[0])
         t_copy = c.timed(lambda: to_device(host, c.device), 3)
@@ -364,7 +366,7 @@ def bank_path(c: Check, cfg, bundle) -> None:
             for _ in batches:
                 t = time.perf_counter()
                 w0 = ahead.waited
-                x = to_device(ahead.next(), c.device)
+                x = to_device(ahead.next(), c.device).float()
                 ok = torch.isfinite(x.flatten(1)).all(dim=1)
                 assert bool(ok.all())  # the one read-back of a base step
                 model.train()
@@ -379,11 +381,12 @@ def bank_path(c: Check, cfg, bundle) -> None:
         steady = slice(1, None)  # the first batch waits for a whole read in any case
         share = sum(waits[steady]) / max(1e-9, sum(step_times[steady]))
         row = {"batch": b, "frames_mb_per_step": nbytes / 3 / 1e6, "bank_build_s": build_s,
-               "read_gb_per_s": read_gbs, "host_to_device_gb_per_s": host.numel() * 4 / t_copy / 1e9,
+               "read_gb_per_s": read_gbs, "host_to_device_gb_per_s": host.nbytes / t_copy / 1e9,
+               "bank_dtype": bank.dtype,
                "step_s_median": statistics.median(step_times[steady]),
                "wait_s_median": statistics.median(waits[steady]), "wait_share": share,
                "pinned": bool(host.is_pinned())}
-        print(f"bank of {videos} videos at K = {k}, {s} px on {root.parent}; {steps} base steps of batch {b}\n")
+        print(f"{bank.dtype} bank of {videos} videos at K = {k}, {s} px on {root.parent}; {steps} base steps of batch {b}\n")
         print("| MB per step | read GB/s | host to device GB/s | step s | wait s | share waiting |")
         print("|---|---|---|---|---|---|")
         print(f"| {row['frames_mb_per_step']:.1f} | {read_gbs:.1f} | {row['host_to_device_gb_per_s']:.1f} | "

@@ -145,15 +145,25 @@ def test_frames_move_by_frame_lr_at_the_paper_alpha(tmp_path):
     x, v = torch.randn(b, k, 3, s, s, generator=g), torch.randn(b, n, 3, s, s, generator=g)
     res = hypergradient(model, contrastive_loss, tokens, x, v, alpha=m.alpha)
     assert 0 < res.grad.abs().mean() < 1e-8  # under torch's eps (ViT-B-32 at 224 px: ~1e-10)
-    change = {}
-    for eps_scale, eps in (("row", m.frame_eps), ("absolute", 1e-8)):
-        bank = FrameBank.create(tmp_path / eps_scale, [f"v{i}" for i in range(b)], k, s,
+    change, moved = {}, {}
+    # the paper's bank stores float16 frames (stochastically rounded: the spacing near 2 is 2e-3,
+    # above frame_lr); the float32 bank and torch's absolute eps beside it
+    for name, eps_scale, eps, dtype in (("paper", "row", m.frame_eps, m.bank_dtype),
+                                        ("row", "row", m.frame_eps, "float32"),
+                                        ("absolute", "absolute", 1e-8, "float32")):
+        bank = FrameBank.create(tmp_path / name, [f"v{i}" for i in range(b)], k, s, dtype=dtype,
                                 init=lambda rows: x[torch.from_numpy(rows)])
+        before = bank.read(np.arange(b))
         bank.accumulate(np.arange(b), res.grad)
         stats = bank.step_accumulated(lr=m.frame_lr, betas=tuple(m.frame_betas), eps=eps,
                                       eps_scale=eps_scale, max_change=m.frame_step_cap)
-        change[eps_scale] = stats["mean_abs_change"]
+        change[name] = stats["mean_abs_change"]
+        moved[name] = (bank.read(np.arange(b)) - before).abs().mean().item()  # as stored
+    assert m.bank_dtype == "float16"
     assert change["row"] == pytest.approx(m.frame_lr, rel=0.02)
+    assert moved["row"] == pytest.approx(m.frame_lr, rel=0.02)
+    # stochastic rounding keeps the step in expectation: the stored frames move by frame_lr too
+    assert moved["paper"] == pytest.approx(m.frame_lr, rel=0.05)
     # torch's Adam: lr * |g| / (|g| + eps), a fraction that falls with alpha
     expect = (m.frame_lr * res.grad.abs() / (res.grad.abs() + 1e-8)).mean().item()
     assert change["absolute"] == pytest.approx(expect, rel=0.02)
