@@ -424,7 +424,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--csv", default=None, metavar="FILE",
                    help="where to write the table (default with PATH: <name>_scan.csv here)")
     s.add_argument("--backend", default=None, choices=["decord", "pyav"],
-                   help="video decoder (default: decord when installed; for a dataset, the profile's)")
+                   help="video decoder (default: pyav when installed, else decord; for a dataset, the profile's)")
     s.add_argument("--split", default="test", help="dataset split (without PATH)")
     s.add_argument("--rows", type=int, default=40, help="table rows printed (the CSV has all)")
     s.set_defaults(fn=_cmd_scan)
@@ -446,7 +446,7 @@ def build_parser() -> argparse.ArgumentParser:
     re_.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 1) // 2),
                      help="parallel processes (default half the CPUs)")
     re_.add_argument("--backend", default=None, choices=["decord", "pyav"],
-                     help="decoder every output must decode with (default decord when installed)")
+                     help="decoder every output must decode with (default pyav when installed, else decord)")
     re_.set_defaults(fn=_cmd_reencode)
 
     ix = sub.add_parser("index", help="embed a folder of videos once with a trained run, for search",

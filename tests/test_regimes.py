@@ -306,6 +306,24 @@ def test_a_run_is_what_its_task_reads_and_the_towers_it_starts_from():
     assert same({"model.pretrained": None}, {"pretrain.epochs": 6}, {"pretrain.epochs": 5})
 
 
+def test_the_decoder_makes_the_run_only_where_it_resizes():
+    """PyAV became the default decoder; at the synthetic corpus's own size both decoders give the
+    same pixels (test_synthetic), so runs kept with decord stay the same runs; a resize (each
+    library's scaler) or a real dataset makes the decoder count."""
+    from mofkit.config import DataConfig, get_config
+    from mofkit.data.video import DEFAULT_BACKEND
+    from mofkit.train.paired import same_run
+
+    assert DataConfig().backend == DEFAULT_BACKEND == "pyav"
+    for profile in ("smoke", "cpu"):
+        now = get_config(profile)
+        assert now.data.decode_size == now.synthetic.size
+        assert same_run(get_config(profile, {"data.backend": "decord"}), now)
+    assert not same_run(get_config("cpu", {"data.backend": "decord", "data.decode_size": 48}),
+                        get_config("cpu", {"data.decode_size": 48}))
+    assert not same_run(get_config("paper", {"data.backend": "decord"}), get_config("paper"))
+
+
 def test_the_study_command_summarises_what_is_finished_without_training(study_root, capsys):
     from mofkit.cli import main
 

@@ -44,7 +44,7 @@ import numpy as np
 import torch
 
 from mofkit.data.decoding import decode_many
-from mofkit.data.video import VideoReadError, available_backends, decode_video
+from mofkit.data.video import DEFAULT_BACKEND, VideoReadError, available_backends, decode_video
 from mofkit.rowstore import RowIndex, new_memmap, read_json_versioned, write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -163,7 +163,7 @@ class FrameCache:
 
     @staticmethod
     def path_for(dataset, *, num_frames: int, mode: str = "uniform", size: int,
-                 backend: str = "decord", cache_dir: str | os.PathLike, seed: int = 0) -> Path:
+                 backend: str = DEFAULT_BACKEND, cache_dir: str | os.PathLike, seed: int = 0) -> Path:
         """The directory :meth:`build` uses for these settings.
 
         Args:
@@ -180,7 +180,7 @@ class FrameCache:
 
     @classmethod
     def build(cls, dataset, *, num_frames: int, mode: str = "uniform", size: int,
-              backend: str = "decord", cache_dir: str | os.PathLike, progress: bool = True,
+              backend: str = DEFAULT_BACKEND, cache_dir: str | os.PathLike, progress: bool = True,
               rebuild: bool = False, workers: int | None = None, seed: int = 0) -> "FrameCache":
         """Open the cache of these settings, decoding the dataset first if it is missing or stale.
 

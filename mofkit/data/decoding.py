@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 import torch
 
-from mofkit.data.video import VideoReadError, decode_video
+from mofkit.data.video import DEFAULT_BACKEND, VideoReadError, decode_video
 
 
 def usable_cpus() -> int:
@@ -72,7 +72,7 @@ class ReadJob:
     k: int  # frames to decode
     mode: str = "uniform"  # sampling: uniform | rand | ... (mofkit.data.sampling)
     size: int | None = None  # short side to resize to on decode; None: native size
-    backend: str = "decord"  # decord | pyav
+    backend: str = DEFAULT_BACKEND  # decord | pyav
     seed: tuple[int, ...] | None = None  # rand modes: the generator's seed
 
 

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from mofkit.data.scan import find_videos
-from mofkit.data.video import (VideoReadError, _clean, _pyav_container, _pyav_displayed, probe_video,
+from mofkit.data.video import (DEFAULT_BACKEND, VideoReadError, _clean, _pyav_container, _pyav_displayed, probe_video,
                                read_frames, silenced_stderr)
 
 MANIFEST = "reencode.json"
@@ -229,7 +229,7 @@ def _encode(frames: list, container, stream, start: int) -> int:
     return start + len(frames)
 
 
-def check_output(path: str | os.PathLike, expected: dict[str, Any], backend: str = "decord") -> str | None:
+def check_output(path: str | os.PathLike, expected: dict[str, Any], backend: str = DEFAULT_BACKEND) -> str | None:
     """Why a re-encoded file is not what was encoded, or None where it is: it opens with PyAV and
     ``backend``, holds ``expected["frames"]`` frames of the expected size, and its first and last
     frames decode."""
@@ -278,7 +278,7 @@ def _write_manifest(path: Path, doc: dict) -> None:
 
 def reencode_folder(src: str | os.PathLike, dst: str | os.PathLike,
                     settings: ReencodeSettings = ReencodeSettings(), *, workers: int = 1,
-                    backend: str = "decord", progress: bool = True) -> ReencodeReport:
+                    backend: str = DEFAULT_BACKEND, progress: bool = True) -> ReencodeReport:
     """Re-encode every video under ``src`` into ``dst`` (same relative paths, ``.mp4``), check each
     output, and keep the manifest ``dst/reencode.json`` (see the module docstring).
 

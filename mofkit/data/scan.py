@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from mofkit.data.datasets import VIDEO_EXTENSIONS
-from mofkit.data.video import VideoReadError, probe_video, read_frames
+from mofkit.data.video import DEFAULT_BACKEND, VideoReadError, probe_video, read_frames
 
 COLUMNS = ["video_id", "path", "readable", "num_frames", "fps", "duration", "width", "height",
            "truncated", "header_frames", "error", "note"]
@@ -64,7 +64,7 @@ def find_videos(path: str | os.PathLike) -> list[tuple[str, Path]]:
     return sorted(found)
 
 
-def check_video(video_id: str, path, backend: str = "decord") -> dict:
+def check_video(video_id: str, path, backend: str = DEFAULT_BACKEND) -> dict:
     """Probe one video and decode its first and last frames.
 
     Args:
@@ -108,7 +108,7 @@ def _table(rows: list[dict]) -> pd.DataFrame:
     return df
 
 
-def scan_dataset(dataset, backend: str = "decord", progress: bool = True) -> pd.DataFrame:
+def scan_dataset(dataset, backend: str = DEFAULT_BACKEND, progress: bool = True) -> pd.DataFrame:
     """Check every video of a dataset.
 
     Args:
@@ -130,7 +130,7 @@ def scan_dataset(dataset, backend: str = "decord", progress: bool = True) -> pd.
     return _table(rows)
 
 
-def scan_folder(path: str | os.PathLike, backend: str = "decord", progress: bool = True) -> pd.DataFrame:
+def scan_folder(path: str | os.PathLike, backend: str = DEFAULT_BACKEND, progress: bool = True) -> pd.DataFrame:
     """Check every video file under a folder (or one file), as :func:`scan_dataset` does a dataset.
 
     Args:

@@ -4,8 +4,10 @@ Frames come back as a ``torch.uint8`` tensor laid out ``(T, H, W, 3)``: time, he
 the layout decoders produce and images are displayed in. ``mofkit.data.preprocess`` turns it into
 model input ``(..., 3, S, S)``.
 
-decord (the reference's decoder) is the default; PyAV is the fallback for platforms where decord has
-no wheel. Both decode only what is asked: decord seeks with ``get_batch``, PyAV decodes forward and
+PyAV is the default (:data:`DEFAULT_BACKEND`): opened once, it reads a video at 1.1 to 1.2 times the
+CPU time of a bare decode loop, where decord (the reference's decoder) takes 1.5 to 2.2 times,
+because its reader demuxes and indexes the whole file when it opens it
+(``benchmarks/bench_decode.py``). decord stays available (``DataConfig.backend="decord"``). Both decode only what is asked: decord seeks with ``get_batch``, PyAV decodes forward and
 stops after the last wanted frame. At native resolution the two agree pixel for pixel; resizing on
 read uses each library's own scaler (bilinear in both), so there the two differ by about one grey
 level on average on smooth content and by more at sharp edges.
@@ -62,7 +64,11 @@ import torch
 
 from mofkit.data.sampling import sample_indices
 
-BACKENDS = ("decord", "pyav")
+BACKENDS = ("pyav", "decord")
+# the kit's decoder unless told otherwise (DataConfig.backend says the same): one open per video
+# costs PyAV 1.1 to 1.2 times a bare decode loop, decord 1.5 to 2.2 times (its reader indexes the
+# whole file when it opens it); at native size the two give the same pixels
+DEFAULT_BACKEND = "pyav"
 
 
 class VideoReadError(RuntimeError):
@@ -94,7 +100,7 @@ class VideoInfo:
 def available_backends() -> list[str]:
     """Backends importable on this machine, in order of preference."""
     out = []
-    for name, load in (("decord", import_decord), ("pyav", lambda: __import__("av"))):
+    for name, load in (("pyav", lambda: __import__("av")), ("decord", import_decord)):
         try:
             load()
             out.append(name)
@@ -867,7 +873,7 @@ def _decord_read_padded(path: Path, vr, indices: np.ndarray) -> np.ndarray:
 # Public interface
 # ------------------------------------------------------------------------------------------------
 
-def probe_video(path: str | os.PathLike, backend: str = "decord") -> VideoInfo:
+def probe_video(path: str | os.PathLike, backend: str = DEFAULT_BACKEND) -> VideoInfo:
     """Open a video and report frame count, fps, duration and displayed resolution.
 
     Reading frames needs no probe first: :func:`decode_video` and :func:`read_video` take the
@@ -903,7 +909,7 @@ def _read(path, pick, size, backend: str, count: bool = True) -> DecodedVideo:
 
 
 def read_frames(path: str | os.PathLike, indices: Sequence[int] | np.ndarray, *,
-                size: int | tuple[int, int] | None = None, backend: str = "decord") -> torch.Tensor:
+                size: int | tuple[int, int] | None = None, backend: str = DEFAULT_BACKEND) -> torch.Tensor:
     """Decode the given frames, and only those, as players show them.
 
     Args:
@@ -924,7 +930,7 @@ def read_frames(path: str | os.PathLike, indices: Sequence[int] | np.ndarray, *,
 
 def decode_video(path: str | os.PathLike, k: int, mode: str = "uniform", *,
                  rng: np.random.Generator | None = None, stride: int = 1,
-                 size: int | tuple[int, int] | None = None, backend: str = "decord",
+                 size: int | tuple[int, int] | None = None, backend: str = DEFAULT_BACKEND,
                  num_frames: int | None = None) -> DecodedVideo:
     """Open a video once, take its frame count from the open container, sample ``k`` frames (see
     :func:`mofkit.data.sampling.sample_indices`) and decode only those.
@@ -954,7 +960,7 @@ def decode_video(path: str | os.PathLike, k: int, mode: str = "uniform", *,
 
 def read_video(path: str | os.PathLike, k: int, mode: str = "uniform", *,
                rng: np.random.Generator | None = None, stride: int = 1,
-               size: int | tuple[int, int] | None = None, backend: str = "decord",
+               size: int | tuple[int, int] | None = None, backend: str = DEFAULT_BACKEND,
                num_frames: int | None = None) -> tuple[torch.Tensor, np.ndarray]:
     """Sample and decode ``k`` frames in one open (see :func:`decode_video`).
 

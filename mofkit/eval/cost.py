@@ -21,6 +21,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from mofkit.data.video import DEFAULT_BACKEND
 from mofkit.device import autocast, get_device, resolve_precision, synchronize
 from mofkit.models.flops import count_flops  # noqa: F401  (part of this module's API)
 
@@ -209,7 +210,7 @@ def encode_throughput(model: nn.Module, num_frames: int, image_size: int, batch_
 
 @torch.no_grad()
 def end_to_end_throughput(model: nn.Module, paths, num_frames: int, *, preprocess: Callable,
-                          decode_size: int | None = None, backend: str = "decord",
+                          decode_size: int | None = None, backend: str = DEFAULT_BACKEND,
                           batch_size: int = 32, device: torch.device | str = "cpu",
                           precision: str = "fp32", compressor: nn.Module | None = None,
                           input_frames: int | None = None, workers: int | None = None) -> dict:

@@ -62,9 +62,21 @@ def run_identity(cfg: Config | dict) -> dict[str, Any]:
         node = d.get(section, {})
         if isinstance(node.get(leaf), str):
             node[leaf] = _repo_relative(node[leaf])
+    if _decoded_at_native_size(d):  # either decoder gives these frames, pixel for pixel
+        d.get("data", {}).pop("backend", None)
     if pretrained is not None:  # a run started from `mofkit pretrain`: its towers' settings count
         d["pretrain"] = {k: v for k, v in pretrained.items() if k not in _PRETRAIN_NOT_THE_TOWERS}
     return d
+
+
+def _decoded_at_native_size(d: dict[str, Any]) -> bool:
+    """Whether the run decodes the synthetic corpus at the size it was written at: no resize, where
+    PyAV and decord give the same pixels (tests/test_synthetic.py), so which of the two decoded
+    them does not make the run (runs kept with decord, the default before PyAV, stay the same
+    runs). A resize uses each library's own scaler, and there the decoder counts."""
+    data, synthetic = d.get("data", {}), d.get("synthetic", {})
+    return (data.get("dataset") == "synthetic" and data.get("decode_size") is not None
+            and data.get("decode_size") == synthetic.get("size"))
 
 
 # paths that name the same file whether written relative to the repository (the CLI) or absolute

@@ -8,11 +8,11 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.figure import Figure
 
-from mofkit.data.video import probe_video, read_frames
+from mofkit.data.video import DEFAULT_BACKEND, probe_video, read_frames
 from mofkit.viz.frames import sampling_timeline, video_strips
 
 
-def dataset_strips(dataset, *, backend: str = "decord", n: int = 4, frames: int = 12) -> Figure:
+def dataset_strips(dataset, *, backend: str = DEFAULT_BACKEND, n: int = 4, frames: int = 12) -> Figure:
     """Frame strips (every frame index shown) of a dataset's first ``n`` videos with their caption.
 
     Args:
@@ -29,7 +29,7 @@ def dataset_strips(dataset, *, backend: str = "decord", n: int = 4, frames: int 
     return video_strips(items, max_frames=frames)
 
 
-def dataset_timelines(dataset, k: int, *, timeline: dict | None = None, backend: str = "decord",
+def dataset_timelines(dataset, k: int, *, timeline: dict | None = None, backend: str = DEFAULT_BACKEND,
                       n: int = 4) -> Figure:
     """Which frames uniform K-sampling picks (and one rand draw) in a dataset's first ``n`` videos.
 

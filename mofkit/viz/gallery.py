@@ -17,6 +17,7 @@ from matplotlib.patches import Rectangle
 
 from mofkit.data.sampling import sample_indices
 from mofkit.data.synthetic import COLOURS, events_hit, load_families, load_timeline
+from mofkit.data.video import DEFAULT_BACKEND
 
 
 def _pick_videos(ids: list[str], families: dict[str, int], timeline: dict[str, list[dict]], n: int,
@@ -46,7 +47,7 @@ def _pick_videos(ids: list[str], families: dict[str, int], timeline: dict[str, l
 
 
 def corpus_gallery(root, n_videos: int = 6, frames_per_video: int = 8, *, split: str = "train",
-                   seed: int = 0, backend: str = "decord") -> Figure:
+                   seed: int = 0, backend: str = DEFAULT_BACKEND) -> Figure:
     """Frame strips of a few videos with their timelines and captions.
 
     Args:

@@ -37,12 +37,14 @@ def load_snapshots(folder: str | Path) -> tuple[list[str], np.ndarray, list[int]
     return ids, np.stack([start] + [start + a.astype(np.float32) for a in arrays[1:]]), epochs
 
 
-def whole_video(path: str | Path, size: int, *, backend: str = "decord", n: int = 16) -> np.ndarray:
+def whole_video(path: str | Path, size: int, *, backend: str | None = None, n: int = 16) -> np.ndarray:
     """``n`` uniformly spread frames of a video, resized and centre-cropped to ``size`` px (uint8
-    ``(n, S, S, 3)``), the way the compressed frames are cropped."""
+    ``(n, S, S, 3)``), the way the compressed frames are cropped (``backend``: the kit's default
+    decoder unless named)."""
     from mofkit.data.preprocess import Preprocessor
-    from mofkit.data.video import read_video
+    from mofkit.data.video import DEFAULT_BACKEND, read_video
 
+    backend = backend or DEFAULT_BACKEND
     frames, _ = read_video(path, n, "uniform", size=size, backend=backend)
     pre = Preprocessor(size)
     return pre.to_uint8_image(pre.eval(frames)).numpy()  # (n, S, S, 3)
