@@ -223,3 +223,36 @@ def test_end_to_end_throughput_with_decode_workers_encodes_the_same_frames(tmp_p
     with pytest.raises(VideoReadError, match="bad.mp4: file is empty"):
         end_to_end_throughput(_Keeper(), paths + [tmp_path / "bad.mp4"], 4, preprocess=pre,
                               batch_size=4, workers=2)
+
+
+def test_remeasure_speeds_rewrites_the_speed_columns_and_nothing_else(tmp_path):
+    """benchmarks/remeasure_speeds.py re-times a committed table's videos/s with today's decoding:
+    one measurement per (what inference runs, K), the metrics untouched."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import pandas as pd
+
+    from mofkit.config import get_config
+    from mofkit.data.datasets import prepare_dataset
+
+    cfg = get_config("smoke", {"data.root": str(tmp_path / "corpus"), "synthetic.n_train": 4,
+                               "synthetic.n_test": 6, "data.backend": "decord"})
+    prepare_dataset(cfg, progress=False)
+    cfg.to_json(tmp_path / "config.json")
+    table = pd.DataFrame({"method": ["uniform K=4", "segment_max", "MOF", "uniform K=2"], "K": [4, 4, 4, 2],
+                          "t2v_R1": [1.5, 2.5, 3.5, 0.5], "videos_per_s": [1.0] * 4,
+                          "videos_per_s_device": ["then"] * 4})
+    table.to_csv(tmp_path / "t.csv", index=False)
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "remeasure_speeds.py"
+    res = subprocess.run([sys.executable, str(script), str(tmp_path / "t.csv"), "--config",
+                          str(tmp_path / "config.json"), "--videos", "4"], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert "pyav" in res.stdout  # today's default decoder, not the one the runs were made with
+    out = pd.read_csv(tmp_path / "t.csv")
+    pd.testing.assert_series_equal(out["t2v_R1"], table["t2v_R1"])
+    assert (out["videos_per_s"] > 1.0).all() and (out["videos_per_s_device"] != "then").all()
+    assert out["videos_per_s"][0] == out["videos_per_s"][2]  # uniform and MOF run the same inference
+    assert out["videos_per_s"][0] != out["videos_per_s"][1]
+    assert res.stdout.count("| t.csv |") == 3  # three measurements for four rows
