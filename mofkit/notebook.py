@@ -18,6 +18,7 @@ Layout of OUT_DIR::
                                (a MOF run also holds bank/ and snapshots/)
     ablations/<setting>/seed<s>/, ablations/results.csv              03_ablations
     sweep/results.csv, sweep/summary.csv, sweep/cost.csv             05_efficiency
+    compress/<compressor>/K<k>/seed<s>/                              07_compressors
     figures/*.png, headline.md, headline.csv
 """
 from __future__ import annotations
@@ -217,10 +218,17 @@ def search_index(s: Session, run: str, folder: str | Path | None = None, *, prog
     return VideoIndex(report.index_dir, model=model), report
 
 
-def compressor_folder(label: str, k: int) -> str:
+def compressor_folder(label: str, k: int, seed: int) -> str:
     """Folder (under OUT_DIR) of notebook 07's run of a compressor (a key of
-    :data:`mofkit.train.studies.COMPRESSORS`) at K frames."""
-    return f"compress/{label.replace(' ', '_').replace('(', '').replace(')', '')}/K{k}"
+    :data:`mofkit.train.studies.COMPRESSORS`) at K frames and a training seed: each seed its own
+    run, so the notebook re-run with another ``SEED`` trains beside the first, not over it."""
+    return f"compress/{label.replace(' ', '_').replace('(', '').replace(')', '')}/K{k}/seed{seed}"
+
+
+def compressor_run(s: Session, label: str) -> Path:
+    """The finished run of compressor ``label`` at the session's K and seed
+    (:func:`train_compressor` trains it), or :class:`MissingResult`."""
+    return s.run(compressor_folder(label, s.cfg.data.num_frames, s.cfg.train.seed))
 
 
 def train_compressor(s: Session, label: str, *, progress: bool = True):
@@ -230,7 +238,7 @@ def train_compressor(s: Session, label: str, *, progress: bool = True):
 
     if label not in COMPRESSORS:
         raise ValueError(f"unknown compressor {label!r}; compressors: {', '.join(COMPRESSORS)}")
-    return train_section(s, compressor_folder(label, s.cfg.data.num_frames),
+    return train_section(s, compressor_folder(label, s.cfg.data.num_frames, s.cfg.train.seed),
                          {"mof.enabled": False, **COMPRESSORS[label]}, progress=progress)
 
 
@@ -243,7 +251,7 @@ def compressor_vs_uniform(s: Session, label: str, *, measure: bool = True) -> pd
     from mofkit.train.experiments import result_row
     from mofkit.train.studies import COMPRESSORS, measured_throughput
 
-    runs = {"uniform": s.run("uniform"), label: s.run(compressor_folder(label, s.cfg.data.num_frames))}
+    runs = {"uniform": s.run("uniform"), label: compressor_run(s, label)}
     rows = []
     for name, run_dir in runs.items():
         cfg = Config.from_dict(json.loads((run_dir / "config.json").read_text()))
