@@ -1,6 +1,7 @@
 # mofkit: the commands a user runs. Each creates the virtual environment (.venv) on first use.
 #   make run    the main job: every notebook, in order, headless (PROFILE=cpu by default)
 #   make test   the test suite (what CI runs)
+#   make test-fast  the fast tier for daily work: every test not marked slow (about a minute)
 #   make lab    JupyterLab on the same environment (ARGS go to jupyter lab, e.g. ARGS='--port 8890')
 PYTHON ?= python3
 VENV   ?= .venv
@@ -9,7 +10,7 @@ STAMP  := $(VENV)/.mofkit-installed
 PROFILE ?= cpu
 ARGS   ?=
 
-.PHONY: setup run test lab bench clean-runs
+.PHONY: setup run test test-fast lab bench clean-runs
 
 setup: $(STAMP)
 
@@ -24,6 +25,9 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(ARGS)
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow" $(ARGS)
 
 # As root (the usual user in containers) Jupyter refuses to start without --allow-root.
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
