@@ -31,6 +31,7 @@ from typing import Any
 import pandas as pd
 
 from mofkit.config import Config, apply_overrides, get_config
+from mofkit.runfiles import CONFIG_FILE, METRICS_FILE, seed_folder
 from mofkit.train.studies import OWN_RUNS, own_run_dir, train_own_run
 
 PRODUCERS = {
@@ -100,7 +101,7 @@ class Session:
     def run(self, name: str) -> Path:
         """The folder of a finished earlier run (``uniform``, ``mof`` or a folder under OUT_DIR),
         or :class:`MissingResult` naming the notebook that trains it."""
-        return self.require(f"{name}/metrics.json").parent
+        return self.require(f"{name}/{METRICS_FILE}").parent
 
     def require(self, rel: str) -> Path:
         """Path of an earlier notebook's result, or :class:`MissingResult` naming that notebook.
@@ -181,7 +182,7 @@ def ensure(s: Session, *needs: str, progress: bool = True) -> None:
     for name in needs:
         if name == "corpus":
             continue
-        path = s.out / s.run_dir(name) / "metrics.json"
+        path = s.out / s.run_dir(name) / METRICS_FILE
         if path.is_file() and json.loads(path.read_text()).get("final") is not None:
             continue
         label = f"{name} K={s.cfg.data.num_frames} seed {s.cfg.train.seed}"
@@ -222,7 +223,7 @@ def compressor_folder(label: str, k: int, seed: int) -> str:
     """Folder (under OUT_DIR) of notebook 07's run of a compressor (a key of
     :data:`mofkit.train.studies.COMPRESSORS`) at K frames and a training seed: each seed its own
     run, so the notebook re-run with another ``SEED`` trains beside the first, not over it."""
-    return f"compress/{label.replace(' ', '_').replace('(', '').replace(')', '')}/K{k}/seed{seed}"
+    return seed_folder(f"compress/{label.replace(' ', '_').replace('(', '').replace(')', '')}/K{k}", seed)
 
 
 def compressor_run(s: Session, label: str) -> Path:
@@ -254,8 +255,8 @@ def compressor_vs_uniform(s: Session, label: str, *, measure: bool = True) -> pd
     runs = {"uniform": s.run("uniform"), label: compressor_run(s, label)}
     rows = []
     for name, run_dir in runs.items():
-        cfg = Config.from_dict(json.loads((run_dir / "config.json").read_text()))
-        metrics = json.loads((run_dir / "metrics.json").read_text())
+        cfg = Config.from_dict(json.loads((run_dir / CONFIG_FILE).read_text()))
+        metrics = json.loads((run_dir / METRICS_FILE).read_text())
         full = result_row(cfg, metrics["final"], metrics.get("train_seconds", float("nan")))
         row = {"method": name, "K": cfg.data.num_frames,
                "N": cfg.compress.input_frames if cfg.compress.name else cfg.data.num_frames,

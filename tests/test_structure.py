@@ -10,7 +10,8 @@ from mofkit.config import Config, get_config
 from mofkit.train.experiments import run_name
 
 PKG = Path(__file__).resolve().parents[1] / "mofkit"
-LIBRARY = ("data", "models", "bilevel", "eval", "viz", "config", "device", "faults", "rowstore")  # library rooms
+LIBRARY = ("data", "models", "bilevel", "eval", "viz", "config", "device", "faults", "rowstore",
+           "runfiles")  # library rooms
 DRIVERS = ("train", "notebook", "runner", "cli")  # what drives the library; never imported by it
 # data and models come first, then bilevel, then train: the one-way order of the style guide
 LOWER_THAN = {"bilevel": ("data", "models"), "train": ("data", "models", "bilevel")}
@@ -138,3 +139,21 @@ def test_create_task_picks_the_method_from_the_config():
     assert type(create_task(fake)) is TASKS["baseline"]
     with pytest.raises(ValueError, match="unknown training task 'nope'"):
         create_task(fake, "nope")
+
+
+def test_run_files_are_named_in_one_module():
+    """config.json, metrics.json, metrics.csv, ranks.npz and checkpoint.pt are written as string
+    literals only in mofkit/runfiles.py; everything else imports the names."""
+    names = {"config.json", "metrics.json", "metrics.csv", "ranks.npz", "checkpoint.pt"}
+    found = []
+    for path in PKG.rglob("*.py"):
+        if path.name == "runfiles.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in names:
+                found.append(f"{path.relative_to(PKG.parent)}:{node.lineno} {node.value}")
+            elif isinstance(node, ast.JoinedStr):  # f"{name}/metrics.json"
+                for part in node.values:
+                    if isinstance(part, ast.Constant) and any(str(part.value).endswith(n) for n in names):
+                        found.append(f"{path.relative_to(PKG.parent)}:{node.lineno} {part.value}")
+    assert not found, found

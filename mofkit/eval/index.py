@@ -47,6 +47,7 @@ import torch
 
 from mofkit.config import Config
 from mofkit.rowstore import write_json_atomic
+from mofkit.runfiles import CHECKPOINT_FILE, CONFIG_FILE
 
 FORMAT = 1
 INDEX_FILE = "index.json"
@@ -109,11 +110,11 @@ class IndexModel:
         from mofkit.models import create_from_config
 
         self.run_dir = Path(run_dir).expanduser().resolve()
-        ckpt = self.run_dir / "checkpoint.pt"
-        if not (self.run_dir / "config.json").is_file() or not ckpt.is_file():
+        ckpt = self.run_dir / CHECKPOINT_FILE
+        if not (self.run_dir / CONFIG_FILE).is_file() or not ckpt.is_file():
             raise FileNotFoundError(f"{self.run_dir} is not a finished training run (it needs "
                                     "config.json and checkpoint.pt): train it first")
-        cfg = Config.from_dict(json.loads((self.run_dir / "config.json").read_text()))
+        cfg = Config.from_dict(json.loads((self.run_dir / CONFIG_FILE).read_text()))
         cfg.model.pretrained = str(ckpt)
         self.cfg = cfg
         self.device = get_device(device)
@@ -418,7 +419,7 @@ class VideoIndex:
         self.index_dir = index_dir_of(index_dir)
         self.doc = read_index(self.index_dir)
         run = run_dir if run_dir is not None else self.doc["model"]["run"]
-        if model is None and not (Path(run) / "checkpoint.pt").is_file():
+        if model is None and not (Path(run) / CHECKPOINT_FILE).is_file():
             raise FileNotFoundError(f"the index in {self.index_dir} was built with the run {run}, "
                                     "which is not there any more: pass the run (--run) whose weights "
                                     "it was built with")

@@ -19,12 +19,12 @@ import numpy as np
 import pandas as pd
 
 from mofkit.eval.metrics import DIRECTIONS, METRIC_KEYS
+from mofkit.runfiles import CONFIG_FILE, METRICS_FILE, RANKS_FILE
 
 # Default metric columns of a seed summary, and the cost columns carried along when present
 # (videos_per_s: measured, from file to embedding).
 DEFAULT_METRICS = tuple(f"t2v_{k}" for k in METRIC_KEYS)
 COST_COLUMNS = ("gflops", "text_gflops", "videos_per_s", "train_seconds")
-RANKS_FILE = "ranks.npz"
 
 
 def aggregate_seeds(runs: Sequence[Mapping]) -> dict:
@@ -185,7 +185,7 @@ def final_metrics_table(runs: Mapping[str, str | os.PathLike]) -> pd.DataFrame:
 def _metrics_json(run_dir: str | os.PathLike) -> dict:
     import json
 
-    path = Path(run_dir) / "metrics.json"
+    path = Path(run_dir) / METRICS_FILE
     if not path.is_file():
         raise FileNotFoundError(f"no metrics.json in {run_dir}: has this run been trained?")
     return json.loads(path.read_text())
@@ -207,7 +207,7 @@ def query_hits(higher, tied, k: int = 1) -> np.ndarray:
 def _run_seed(run_dir: Path) -> int:
     import json
 
-    cfg = json.loads((Path(run_dir) / "config.json").read_text())
+    cfg = json.loads((Path(run_dir) / CONFIG_FILE).read_text())
     return int(cfg["train"]["seed"])
 
 

@@ -21,8 +21,8 @@ import numpy as np
 import torch
 
 from mofkit.faults import MidWriteCrash, armed, crash_point
+from mofkit.runfiles import CHECKPOINT_FILE
 
-CHECKPOINT_NAME = "checkpoint.pt"
 
 
 class ResumeError(RuntimeError):
@@ -110,7 +110,7 @@ def set_rng_state(state: dict) -> None:
 
 
 def checkpoint_path(out_dir: str | os.PathLike) -> Path:
-    return Path(out_dir) / CHECKPOINT_NAME
+    return Path(out_dir) / CHECKPOINT_FILE
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from mofkit.config import Config
+from mofkit.runfiles import CONFIG_FILE
 
 
 def load_compressor(run_dir: str | Path, device: str | torch.device = "cpu"):
@@ -31,9 +32,9 @@ def load_compressor(run_dir: str | Path, device: str | torch.device = "cpu"):
     from mofkit.train.checkpoint import checkpoint_path, load_checkpoint
 
     run_dir = Path(run_dir)
-    if not (run_dir / "config.json").is_file():
+    if not (run_dir / CONFIG_FILE).is_file():
         raise FileNotFoundError(f"no config.json in {run_dir}: not a finished training run")
-    cfg = Config.from_dict(json.loads((run_dir / "config.json").read_text()))
+    cfg = Config.from_dict(json.loads((run_dir / CONFIG_FILE).read_text()))
     comp = compressor_from_config(cfg.compress, cfg.data.num_frames)
     if comp is None:
         raise ValueError(f"the run in {run_dir} has no frame compressor (compress.name is unset): "

@@ -40,6 +40,7 @@ from mofkit.config import Config
 from mofkit.data.reencode import manifest_record
 from mofkit.device import autocast, get_device, grad_scaler, resolve_precision, to_device
 from mofkit.eval.metrics import DIRECTIONS
+from mofkit.runfiles import CONFIG_FILE, METRICS_CSV, METRICS_FILE, RANKS_FILE
 from mofkit.train import distributed as D
 from mofkit.train.batches import epoch_batches, family_groups  # noqa: F401  (the loop's batches)
 from mofkit.train.schedule import warmup_cosine
@@ -376,7 +377,7 @@ class Trainer:
 
     def _save_ranks(self) -> None:
         """``ranks.npz``: each test query's rank counts at the end, for paired statistics."""
-        from mofkit.eval.stats import RANKS_FILE, save_ranks
+        from mofkit.eval.stats import save_ranks
 
         d = self.data
         q2v = d.test_caption_video
@@ -399,7 +400,7 @@ class Trainer:
         self.task.start()
         if self.info.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(self.out_dir / "config.json", json.dumps(cfg.to_dict(), indent=2))
+            atomic_write_text(self.out_dir / CONFIG_FILE, json.dumps(cfg.to_dict(), indent=2))
         final = None
         self.monitor.start(self.start_epoch, resumed)
         for epoch in range(self.start_epoch, t.epochs):
@@ -458,8 +459,8 @@ class Trainer:
         reencoded = self._reencoding()
         if reencoded is not None:
             doc["dataset"]["reencode"] = reencoded
-        atomic_write_text(self.out_dir / "metrics.json", json.dumps(doc, indent=2, default=float))
-        pd.DataFrame(self.history).to_csv(self.out_dir / "metrics.csv", index=False)
+        atomic_write_text(self.out_dir / METRICS_FILE, json.dumps(doc, indent=2, default=float))
+        pd.DataFrame(self.history).to_csv(self.out_dir / METRICS_CSV, index=False)
 
     def _reencoding(self) -> dict | None:
         """The re-encoding manifest of the run's video folder (``mofkit reencode``), if it has one."""

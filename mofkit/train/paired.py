@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from mofkit.config import Config
-from mofkit.eval.stats import RANKS_FILE
 from mofkit.models.factory import STILLS_TAG as PRETRAINED_TAG
+from mofkit.runfiles import CONFIG_FILE, METRICS_FILE, RANKS_FILE
 from mofkit.train.tasks import settings_not_read
 
-KEPT_FILES = ("config.json", "metrics.json", RANKS_FILE)
+KEPT_FILES = (CONFIG_FILE, METRICS_FILE, RANKS_FILE)
 # what may differ between two runs that are the same run: where they write and read caches, on
 # which device, with how many loader workers and how patient its processes are with each other,
 # the study grids around them, and the pretraining settings (a run that starts from the towers of
@@ -103,7 +103,7 @@ def same_run(a: Config | dict, b: Config | dict) -> bool:
 def finished(run_dir: str | os.PathLike) -> dict | None:
     """A run folder's ``metrics.json`` when the run finished (final metrics and ranks present)."""
     run_dir = Path(run_dir)
-    path = run_dir / "metrics.json"
+    path = run_dir / METRICS_FILE
     if not path.is_file() or not (run_dir / RANKS_FILE).is_file():
         return None
     doc = json.loads(path.read_text())
@@ -144,11 +144,11 @@ def keep_run(run_dir: str | os.PathLike, kept_dir: str | os.PathLike, *, device:
     tmp = kept_dir.with_name(f".{kept_dir.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    shutil.copy2(run_dir / "config.json", tmp / "config.json")
+    shutil.copy2(run_dir / CONFIG_FILE, tmp / CONFIG_FILE)
     _compact_ranks(run_dir / RANKS_FILE, tmp / RANKS_FILE)
     small = {k: doc[k] for k in ("config", "final", "train_seconds", "dataset") if k in doc}
     small["device"] = device
-    (tmp / "metrics.json").write_text(json.dumps(small, indent=1, default=float))
+    (tmp / METRICS_FILE).write_text(json.dumps(small, indent=1, default=float))
     old = kept_dir.with_name(f".{kept_dir.name}.old")
     if kept_dir.exists():
         shutil.rmtree(old, ignore_errors=True)

@@ -32,6 +32,7 @@ from typing import Any, Callable
 import pandas as pd
 
 from mofkit.config import Config, apply_overrides
+from mofkit.runfiles import CHECKPOINT_FILE, seed_folder
 from mofkit.train.experiments import result_row, run_name
 
 OWN_RUNS = ("uniform", "mof")  # the config's own runs, at its K and seed
@@ -84,7 +85,7 @@ def own_setting(cfg: Config, kind: str) -> dict[str, Any]:
 
 def own_run_dir(cfg: Config, kind: str) -> str:
     """Folder, under the results folder, of the config's own ``uniform`` or ``mof`` run."""
-    return f"sweep/{run_name(own_setting(cfg, kind))}/seed{cfg.train.seed}"
+    return seed_folder(f"sweep/{run_name(own_setting(cfg, kind))}", cfg.train.seed)
 
 
 # -- the studies -----------------------------------------------------------------------------------
@@ -131,7 +132,7 @@ def ablations(cfg: Config, out: Path) -> Study:
     for s in settings:  # the table's value column: what the setting changes
         shown = {k.split(".")[-1]: v for k, v in s.items() if k not in LABEL_KEYS and k != "mof.enabled"}
         s["value"] = ", ".join(f"{k}={v}" for k, v in shown.items()) or s["ablation"]
-    base = {"model.pretrained": str(out / own_run_dir(cfg, "uniform") / "checkpoint.pt")}
+    base = {"model.pretrained": str(out / own_run_dir(cfg, "uniform") / CHECKPOINT_FILE)}
     if st.ablation_epochs:
         base["train.epochs"] = st.ablation_epochs
     if st.ablation_lr is not None:  # fine-tune: a learning rate of its own, not re-warmed from scratch
@@ -316,7 +317,7 @@ def _study_runs(cfg: Config, study: Study, out: Path):
         apply_overrides(run, study.base)
         apply_overrides(run, overrides)
         apply_overrides(run, {"train.seed": int(seed)})
-        rel = f"{setting.get('folder') or run_name(overrides)}/seed{seed}"
+        rel = seed_folder(setting.get("folder") or run_name(overrides), seed)
         yield setting, overrides, run, rel
 
 
