@@ -5,8 +5,8 @@ Commands:
     train      one training run (baseline or MOF); works under torchrun
     prepare    the corpus and frame caches a training run reads, built before its processes start
     generate   write the synthetic corpus
-    study      a named grid of runs (K sweep, trade-off, ablations, controls, regimes) into one
-               table; resumable; the paired studies write their summary with confidence intervals
+    study      a named grid of runs into one table; resumable; the paired studies write their
+               summary with confidence intervals
     pretrain   train the towers CLIP-style on synthetic stills (the regime study's pretrained start)
     ceiling    the best t2v R@1 K uniform frames allow on the synthetic corpus
     compare    paired difference of two methods' R@k, seeds paired, bootstrap over queries
@@ -241,9 +241,9 @@ def _cmd_search(args) -> int:
 
 def _cmd_study(args) -> int:
     from mofkit.config import get_config
-    from mofkit.train.studies import STUDIES, get_study, run_study, summarise_study
+    from mofkit.train.studies import STUDIES, get_study, run_study
     from mofkit.viz.plots import headline_markdown
-    from mofkit.viz.tables import paired_markdown
+    from mofkit.viz.tables import paired_markdown, update_figures
 
     if args.name not in STUDIES:
         print(f"mofkit study: unknown study {args.name!r}; studies: {', '.join(STUDIES)}",
@@ -266,21 +266,15 @@ def _cmd_study(args) -> int:
         print(f"\n{args.name}: {len(table)} runs, table {out / study.folder / 'results.csv'}\n")
         print(headline_markdown(table, by=by))
         return 0
-    summary = summarise_study(cfg, args.name, table)
+    summary = study.summarise(cfg, table)
     results = Path(args.results or cfg.study.results_dir or out)
     results.mkdir(parents=True, exist_ok=True)
     csv = results / f"{args.name}_{cfg.profile}.csv"
     summary.to_csv(csv, index=False)
     print(f"\n{args.name}: {len(table)} runs; summary {csv}\n")
-    if args.name == "compressors":
-        from mofkit.train.studies import compressor_baselines
-        from mofkit.viz.tables import update_figures
-
-        print(paired_markdown(summary, baselines=compressor_baselines(cfg)))
-        for png in update_figures([csv]):
-            print(f"trade-off plot {png}")
-    else:
-        print(paired_markdown(summary))
+    print(paired_markdown(summary, baselines=study.baselines))
+    for png in update_figures([csv]):  # the studies with a figure of their own (compressors)
+        print(f"figure {png}")
     return 0
 
 
@@ -474,10 +468,9 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--device", default="auto")
     se.set_defaults(fn=_cmd_search)
 
-    st = sub.add_parser("study", help="a named grid of runs (k_sweep, tradeoff, ablations, controls, "
-                                      "regimes), resumable")
+    st = sub.add_parser("study", help="a named grid of runs, resumable (an unknown name lists the studies)")
     common(st)
-    st.add_argument("name", help="the study: k_sweep | tradeoff | ablations | controls | regimes")
+    st.add_argument("name", help="the study (mofkit.train.studies.STUDIES; an unknown name lists them)")
     st.add_argument("--out-dir", default=None, help="results folder (default runs/<profile>)")
     st.add_argument("--results", default=None,
                     help="where a paired study writes its summary CSV (default study.results_dir)")

@@ -172,13 +172,10 @@ class StudyConfig:
     # the paired studies (controls, regimes: mofkit.train.studies)
     paired_seeds: tuple[int, ...] = (0,)  # training seeds of every paired setting (5 behind a claim)
     test_videos: int | None = None  # their corpus's test split (None: synthetic.n_test); 2,000 puts one seed's R@1 standard error under a point
-    regimes: tuple[str, ...] = ("base", "fewer short events", "longer short events", "small training set",
-                                "pretrained start", "family batches")  # regimes of the regime study (mofkit.train.studies.REGIMES)
+    regimes: tuple[str, ...] | None = None  # regimes of the regime study, in order (None: every one of mofkit.train.studies.REGIMES)
     finetune_lr: float = 1e-3  # pretrained start: learning rate of the new modules (temporal head, logit scale)
     finetune_tower_lr: float = 1e-4  # pretrained start: learning rate of the pretrained towers
-    compressors: tuple[str, ...] = ("segment_deviation", "slots soft", "slots hard", "slots soft (MOF amortised)",
-                                    "keyframes", "segment_max", "segment_mean", "dynamic_image",
-                                    "slots hard (MOF amortised)", "slots soft (distilled)")  # the compressors study's compressors (mofkit.train.studies.COMPRESSORS), in run order
+    compressors: tuple[str, ...] | None = None  # the compressors study's compressors, in run order (None: every one of mofkit.train.studies.COMPRESSORS)
     compressor_k_values: tuple[int, ...] = (16, 5, 6, 8)  # the compressors study's uniform K at higher cost (besides data.num_frames)
     compressor_corpora: tuple[str, ...] = ("static", "camera")  # its corpora (mofkit.train.studies.COMPRESSOR_CORPORA)
     eval_every: int = 2  # the paired studies' runs evaluate every this many epochs and at the end (0: at the end only), so metrics.json shows how each run converged

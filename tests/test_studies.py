@@ -10,7 +10,7 @@ from mofkit.train.experiments import run_name
 from mofkit.train.studies import LABEL_KEYS, STUDIES, get_study, own_run_dir, run_study
 
 
-def test_the_studies_read_their_grids_from_the_config(tmp_path):
+def test_the_studies_read_their_grids_from_the_config(tmp_path, capsys):
     cfg = get_config("cpu", {"study.k_values": [2, 8], "study.seeds": [0, 3]})
     sweep = get_study(cfg, "k_sweep", tmp_path)
     assert [(s["label"], s["data.num_frames"]) for s in sweep.settings] == [
@@ -32,6 +32,14 @@ def test_the_studies_read_their_grids_from_the_config(tmp_path):
     with pytest.raises(ValueError, match="unknown study 'nope'; studies: k_sweep"):
         get_study(cfg, "nope", tmp_path)
     assert set(STUDIES) == {"k_sweep", "tradeoff", "ablations", "controls", "regimes", "compressors"}
+    # the command's list of studies is the registry's, and each paired study summarises itself
+    from mofkit.cli import main
+
+    assert main(["study", "nope", "--profile", "smoke"]) == 2
+    assert ", ".join(STUDIES) in capsys.readouterr().err
+    paired = {n: get_study(cfg, n, tmp_path) for n in STUDIES}
+    assert {n for n, st in paired.items() if st.summarise is not None} == {"controls", "regimes", "compressors"}
+    assert paired["compressors"].baselines == ("uniform K=4", "uniform K=16")
     ctl = get_study(cfg, "controls", tmp_path)
     assert [s["label"] for s in ctl.settings] == ["uniform", "rand", "frozen", "oracle", "MOF",
                                                   "MOF (first order)"]

@@ -51,6 +51,7 @@ METHODS: dict[str, dict[str, Any]] = {
 }
 CONTROLS = tuple(METHODS)  # the controls study: every method, in the base regime
 REGIME_METHODS = ("uniform", "rand", "MOF")  # the regime study: MOF against both baselines
+PAIRED_BASELINES = ("uniform", "rand")  # what the controls' and regimes' intervals compare against
 # one axis at a time away from the profile: the corpus (its own folder), or the model's start
 REGIMES: dict[str, dict[str, Any]] = {
     "base": {},
@@ -74,6 +75,10 @@ class Study:
     needs: tuple[str, ...] = ()  # own runs that must exist first (OWN_RUNS), or "pretrain"
     keep: bool = False  # keep finished runs' files under study.keep_dir (the paired studies)
     seed_major: bool = False  # every setting's seed 0 first, then seed 1...: partial results pair up
+    # a paired study's summary table, (cfg, runs, measure=...) -> table, and the rows its paired
+    # intervals compare against; None for the studies whose table is their results.csv
+    summarise: Callable[..., pd.DataFrame] | None = None
+    baselines: tuple[str, ...] = ()
 
 
 def own_setting(cfg: Config, kind: str) -> dict[str, Any]:
@@ -197,7 +202,8 @@ def controls(cfg: Config, out: Path) -> Study:
     the captioned events, never updated), MOF with the exact and with the first-order
     hypergradient; ``study.paired_seeds`` each."""
     return Study("controls", "studies", _paired_settings(cfg, out, ["base"], CONTROLS),
-                 tuple(cfg.study.paired_seeds), keep=True, seed_major=True)
+                 tuple(cfg.study.paired_seeds), keep=True, seed_major=True,
+                 summarise=summarise_paired, baselines=PAIRED_BASELINES)
 
 
 def regimes(cfg: Config, out: Path) -> Study:
@@ -205,11 +211,12 @@ def regimes(cfg: Config, out: Path) -> Study:
     corpus, a small training set, a pretrained start); ``study.paired_seeds`` each. Its base regime
     shares its runs with the controls study."""
     # a real dataset has no corpus to vary and no families: the base and the pretrained start
-    names = [r for r in cfg.study.regimes
+    names = [r for r in (cfg.study.regimes or REGIMES)
              if cfg.data.dataset == "synthetic" or set(REGIMES[r]) <= {"pretrain"}]
     needs = ("pretrain",) if any(REGIMES[r].get("pretrain") for r in names) else ()
     return Study("regimes", "studies", _paired_settings(cfg, out, names, REGIME_METHODS),
-                 tuple(cfg.study.paired_seeds), needs=needs, keep=True, seed_major=True)
+                 tuple(cfg.study.paired_seeds), needs=needs, keep=True, seed_major=True,
+                 summarise=summarise_paired, baselines=PAIRED_BASELINES)
 
 
 # the compressors study: every video compressed from N decoded frames to K (mofkit.compress), at
@@ -249,8 +256,9 @@ def compressors(cfg: Config, out: Path) -> Study:
     frames, then uniform at each of ``study.compressor_k_values``; ``study.paired_seeds`` each. The
     static corpus's uniform run at the config's K is the controls study's ``uniform`` (one run)."""
     k = cfg.data.num_frames
-    names = [n for n in cfg.study.compressors if n in COMPRESSORS]
-    unknown = set(cfg.study.compressors) - set(COMPRESSORS)
+    chosen = cfg.study.compressors or tuple(COMPRESSORS)
+    names = [n for n in chosen if n in COMPRESSORS]
+    unknown = set(chosen) - set(COMPRESSORS)
     if unknown:
         raise ValueError(f"study.compressors: unknown {sorted(unknown)}; known: {', '.join(COMPRESSORS)}")
     if cfg.data.dataset != "synthetic":
@@ -268,7 +276,7 @@ def compressors(cfg: Config, out: Path) -> Study:
         settings += [{**over, **o, "label": label, "regime": corpus,
                       "folder": f"{_slug(regime)}/{run_name(o)}"} for o, label in named]
     return Study("compressors", "studies", settings, tuple(cfg.study.paired_seeds), keep=True,
-                 seed_major=True)
+                 seed_major=True, summarise=summarise_compressors, baselines=compressor_baselines(cfg))
 
 
 def _corpus_overrides(cfg: Config, corpus: dict[str, Any]) -> dict[str, Any]:
@@ -468,6 +476,15 @@ def _add_ceilings(table: pd.DataFrame, runs: pd.DataFrame, frames) -> None:
 
 
 def summarise_study(cfg: Config, name: str, runs: pd.DataFrame, *, measure: bool = True) -> pd.DataFrame:
+    """A paired study's summary table, made by the study's own summariser (:attr:`Study.summarise`):
+    :func:`summarise_paired` for the controls and regimes, :func:`summarise_compressors`."""
+    study = get_study(cfg, name, ".")
+    if study.summarise is None:
+        raise ValueError(f"the {name} study has no paired summary: its table is its results.csv")
+    return study.summarise(cfg, runs, measure=measure)
+
+
+def summarise_paired(cfg: Config, runs: pd.DataFrame, *, measure: bool = True) -> pd.DataFrame:
     """A paired study's table: per regime and method, seeds, R@1 mean and sd, the paired 95 %
     interval of the difference to ``uniform`` and to ``rand``
     (:func:`mofkit.eval.stats.paired_summary`), inference GFLOPs per video and, with ``measure``,
@@ -479,9 +496,7 @@ def summarise_study(cfg: Config, name: str, runs: pd.DataFrame, *, measure: bool
 
     if runs.empty:
         return pd.DataFrame()
-    if name == "compressors":
-        return summarise_compressors(cfg, runs, measure=measure)
-    table = paired_summary(runs, baselines=("uniform", "rand"), by=("regime",))
+    table = paired_summary(runs, baselines=PAIRED_BASELINES, by=("regime",))
     order = {m: i for i, m in enumerate(METHODS)}
     regimes = {r: i for i, r in enumerate(REGIMES)}
     table = table.sort_values(by=["regime", "method"], key=lambda c: c.map(

@@ -169,8 +169,10 @@ def update_figures(csvs) -> list[Path]:
 
     written = []
     for csv in map(Path, csvs):
+        if not csv.stem.startswith("compressors") or csv.stat().st_size == 0:
+            continue
         summary = pd.read_csv(csv)
-        if summary.empty or not csv.stem.startswith("compressors"):
+        if summary.empty:
             continue
         profile = csv.stem.partition("_")[2]
         fig = compressor_tradeoff(summary, title=f"frame compressors, {profile} profile: t2v R@1 against "
