@@ -304,17 +304,17 @@ def _cmd_pretrain(args) -> int:
 
 def _cmd_ceiling(args) -> int:
     from mofkit.config import get_config
-    from mofkit.data.datasets import load_dataset, prepare_dataset
+    from mofkit.data.datasets import dataset_spec, load_dataset, prepare_dataset
     from mofkit.data.synthetic import load_timeline
     from mofkit.eval.ceiling import ceiling_table
 
     cfg = get_config(args.profile, parse_overrides(args.set))
-    if cfg.data.dataset != "synthetic":
-        print(f"mofkit ceiling: the ceiling needs the synthetic corpus's event timelines; profile "
-              f"{args.profile} reads {cfg.data.dataset}", file=sys.stderr)
+    if not dataset_spec(cfg.data.dataset).timelines:
+        print(f"mofkit ceiling: the ceiling needs each video's event timeline, which only the synthetic "
+              f"corpus records; profile {args.profile} reads {cfg.data.dataset}", file=sys.stderr)
         return 2
     prepare_dataset(cfg)
-    ids = load_dataset("synthetic", cfg.data.root, args.split).video_ids
+    ids = load_dataset(cfg.data.dataset, cfg.data.root, args.split).video_ids
     table = ceiling_table(load_timeline(cfg.data.root), ids, args.k or cfg.study.k_values)
     print(f"information ceiling of t2v R@1 with K uniform frames ({len(ids)} {args.split} videos "
           f"of {cfg.data.root}; see mofkit.eval.ceiling):\n")

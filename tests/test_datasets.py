@@ -327,3 +327,17 @@ def test_dataset_protocol_indexing_and_repr(tmp_path):
 def test_unknown_dataset(msrvtt):
     with pytest.raises(ValueError, match="name='kinetics'.*'msrvtt', 'msvd', 'didemo', 'synthetic'"):
         load_dataset("kinetics", msrvtt, "train")
+
+
+def test_the_registry_says_what_each_dataset_records():
+    from mofkit.data.datasets import DATASET_SPECS, DATASETS, dataset_spec
+
+    assert DATASETS == tuple(DATASET_SPECS) == ("msrvtt", "msvd", "didemo", "synthetic")
+    syn = dataset_spec("synthetic")
+    assert syn.generated and syn.timelines and syn.families
+    for name in ("msrvtt", "msvd", "didemo"):
+        spec = dataset_spec(name)
+        assert not (spec.generated or spec.timelines or spec.families), name
+    assert dataset_spec("msrvtt").train_splits == ("9k", "7k")
+    with pytest.raises(ValueError, match="msrvtt"):
+        dataset_spec("kinetics")

@@ -157,3 +157,21 @@ def test_run_files_are_named_in_one_module():
                     if isinstance(part, ast.Constant) and any(str(part.value).endswith(n) for n in names):
                         found.append(f"{path.relative_to(PKG.parent)}:{node.lineno} {part.value}")
     assert not found, found
+
+
+def test_only_the_dataset_registry_branches_on_a_dataset_name():
+    """What a dataset records (timelines, families, whether the kit generates it) is asked of its
+    spec (mofkit.data.datasets.dataset_spec); no comparison with a dataset's name elsewhere."""
+    from mofkit.data.datasets import DATASETS
+
+    found = []
+    for path in PKG.rglob("*.py"):
+        if path.relative_to(PKG).as_posix() == "data/datasets.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Compare):
+                sides = [node.left, *node.comparators]
+                consts = [c for s in sides for c in ast.walk(s) if isinstance(c, ast.Constant)]
+                if any(isinstance(c.value, str) and c.value in DATASETS for c in consts):
+                    found.append(f"{path.relative_to(PKG.parent)}:{node.lineno}")
+    assert not found, found

@@ -35,7 +35,8 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
-DATASETS = ("msrvtt", "msvd", "didemo", "synthetic")
+from mofkit.data.synthetic import ensure_corpus
+
 PROTOCOLS = ("single", "multi", "paragraph")
 MISSING_POLICIES = ("error", "skip")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".webm", ".mkv", ".mov", ".m4v")  # in order of preference
@@ -459,6 +460,56 @@ def _mean_start(times: Any, path: Path, i: int, vid: str) -> float:
                               f"[start, end] pairs, got {times!r:.80}") from None
 
 
+# -- the registry: one spec per dataset ----------------------------------------------------------
+
+def _read_msrvtt(root, split, **kw):
+    return load_msrvtt(root, split, **kw)
+
+
+def _read_synthetic(root, split, **kw):
+    return load_msrvtt(root, split, name="synthetic", **kw)
+
+
+def _read_msvd(root, split, *, train_split=None, **kw):  # noqa: ARG001  (run configs always carry it)
+    return load_msvd(root, split, **kw)
+
+
+def _read_didemo(root, split, *, train_split=None, **kw):  # noqa: ARG001
+    return load_didemo(root, split, **kw)
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """What the kit knows of a dataset: how to read a split, and what the dataset records beyond
+    videos and captions. Code that needs a dataset's property asks its spec
+    (:func:`dataset_spec`), never its name."""
+
+    name: str
+    read: Any  # (root, split, *, video_dir, missing, train_split) -> VideoTextDataset
+    generated: bool = False  # the kit writes it (mofkit generate): prepared by generating it, and a
+    #   study may vary how (its regimes and corpora); a public dataset is checked for, never fetched
+    timelines: bool = False  # each video's captioned events in time: information ceilings, oracle
+    #   frames, decisive-event metrics and the attribute caption test
+    families: bool = False  # hard-negative families of videos: family batches
+    train_splits: tuple[str, ...] = ()  # the training lists data.train_split chooses from
+
+
+DATASET_SPECS: dict[str, DatasetSpec] = {
+    "msrvtt": DatasetSpec("msrvtt", _read_msrvtt, train_splits=("9k", "7k")),
+    "msvd": DatasetSpec("msvd", _read_msvd),
+    "didemo": DatasetSpec("didemo", _read_didemo),
+    "synthetic": DatasetSpec("synthetic", _read_synthetic, generated=True, timelines=True, families=True,
+                             train_splits=("9k",)),
+}
+DATASETS = tuple(DATASET_SPECS)
+
+
+def dataset_spec(name: str) -> DatasetSpec:
+    """The spec of a dataset by name (:data:`DATASET_SPECS`); ValueError naming the known ones."""
+    _check_choice("name", name, DATASETS, "dataset_spec")
+    return DATASET_SPECS[name]
+
+
 def load_dataset(name: str, root: str | os.PathLike, split: str, **kw: Any) -> VideoTextDataset:
     """Read one split of a dataset by name.
 
@@ -477,11 +528,7 @@ def load_dataset(name: str, root: str | os.PathLike, split: str, **kw: Any) -> V
         ValueError: unknown ``name`` (or a reader's own errors, see each reader).
     """
     _check_choice("name", name, DATASETS, "load_dataset")
-    if name in ("msrvtt", "synthetic"):
-        return load_msrvtt(root, split, name=name, **kw)
-    kw.pop("train_split", None)
-    reader = load_msvd if name == "msvd" else load_didemo
-    return reader(root, split, **kw)
+    return DATASET_SPECS[name].read(root, split, **kw)
 
 
 class DataNotFound(FileNotFoundError):
@@ -503,9 +550,7 @@ def prepare_dataset(cfg, *, progress: bool = True) -> Path:
         DataNotFound: a public dataset's folder is missing or empty.
     """
     d = cfg.data
-    if d.dataset == "synthetic":
-        from mofkit.data.synthetic import ensure_corpus
-
+    if dataset_spec(d.dataset).generated:
         return ensure_corpus(d.root, cfg.synthetic, progress=progress)
     root = Path(d.root)
     if not root.is_dir() or not any(root.iterdir()):
@@ -518,7 +563,5 @@ def prepare_dataset(cfg, *, progress: bool = True) -> Path:
 def load_splits(cfg) -> tuple[VideoTextDataset, VideoTextDataset]:
     """``(train, test)`` datasets of a config (videos absent from disk are an error)."""
     d = cfg.data
-    kw = {"video_dir": d.video_dir}
-    if d.dataset in ("msrvtt", "synthetic"):
-        kw["train_split"] = d.train_split
+    kw = {"video_dir": d.video_dir, "train_split": d.train_split}
     return load_dataset(d.dataset, d.root, "train", **kw), load_dataset(d.dataset, d.root, "test", **kw)

@@ -8,6 +8,7 @@ import math
 import numpy as np
 
 from mofkit.config import Config
+from mofkit.data.datasets import dataset_spec
 from mofkit.train import distributed as D
 
 
@@ -51,7 +52,7 @@ def family_groups(cfg: Config, video_ids) -> np.ndarray:
 
     Only the synthetic corpus records families (``corpus.json``); other datasets get a clear error.
     """
-    if cfg.data.dataset != "synthetic":
+    if not dataset_spec(cfg.data.dataset).families:
         raise ValueError(f"train.family_batches needs hard-negative families, which only the synthetic "
                          f"corpus records; data.dataset={cfg.data.dataset!r} has none. Set "
                          f"train.family_batches=false")

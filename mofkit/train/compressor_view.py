@@ -99,7 +99,7 @@ def compressor_examples(run_dir: str | Path, *, n_videos: int = 3, video_ids: Se
         compressor's frames, denormalised), ``selection`` ((K, N) float or None), ``events`` (list
         of event dicts, empty off the synthetic corpus) and ``coverage`` (:func:`event_coverage`).
     """
-    from mofkit.data.datasets import load_dataset
+    from mofkit.data.datasets import dataset_spec, load_dataset
     from mofkit.data.preprocess import Preprocessor
     from mofkit.data.sampling import sample_from_grid, sample_indices
     from mofkit.data.video import probe_video, read_video
@@ -109,7 +109,7 @@ def compressor_examples(run_dir: str | Path, *, n_videos: int = 3, video_ids: Se
     d = cfg.data
     test = load_dataset(d.dataset, d.root, "test", video_dir=d.video_dir)
     timeline = {}
-    if d.dataset == "synthetic":
+    if dataset_spec(d.dataset).timelines:
         from mofkit.data.synthetic import load_timeline
 
         timeline = load_timeline(d.root)

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from mofkit.config import Config
+from mofkit.data.datasets import dataset_spec
 from mofkit.train import distributed as D
 
 if TYPE_CHECKING:
@@ -98,14 +99,12 @@ def prepare_caches(cfg: Config, info: D.DistInfo | None = None, *, progress: boo
         ``test_grid`` where the run needs them).
     """
     from mofkit.data.cache import FrameCache
-    from mofkit.data.datasets import load_splits
+    from mofkit.data.datasets import load_splits, prepare_dataset
 
     info = info or D.DistInfo()
     d = cfg.data
-    if d.dataset == "synthetic" and info.is_main:
-        from mofkit.data.synthetic import ensure_corpus
-
-        ensure_corpus(d.root, cfg.synthetic, progress=progress)
+    if dataset_spec(d.dataset).generated and info.is_main:  # written here, once, by the main process
+        prepare_dataset(cfg, progress=progress)
     D.barrier(info)
     train, test = load_splits(cfg)
 
@@ -170,7 +169,7 @@ def prepare_data(cfg: Config, tokenizer: Callable, info: D.DistInfo | None = Non
     train_caps, train_cv = train.caption_pairs()
     test_caps, test_cv = test.caption_pairs()
     groups, probes = {}, {}
-    if d.dataset == "synthetic":
+    if dataset_spec(d.dataset).timelines:
         from mofkit.data.synthetic import load_timeline
         from mofkit.eval.ceiling import decisive_seen
         from mofkit.eval.probes import altered_queries

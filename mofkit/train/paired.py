@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from mofkit.config import Config
+from mofkit.data.datasets import DATASET_SPECS
 from mofkit.models.factory import STILLS_TAG as PRETRAINED_TAG
 from mofkit.runfiles import CONFIG_FILE, METRICS_FILE, RANKS_FILE
 from mofkit.train.tasks import settings_not_read
@@ -75,7 +76,8 @@ def _decoded_at_native_size(d: dict[str, Any]) -> bool:
     them does not make the run (runs kept with decord, the default before PyAV, stay the same
     runs). A resize uses each library's own scaler, and there the decoder counts."""
     data, synthetic = d.get("data", {}), d.get("synthetic", {})
-    return (data.get("dataset") == "synthetic" and data.get("decode_size") is not None
+    generated = data.get("dataset") in DATASET_SPECS and DATASET_SPECS[data["dataset"]].generated
+    return (generated and data.get("decode_size") is not None
             and data.get("decode_size") == synthetic.get("size"))
 
 

@@ -32,6 +32,7 @@ from typing import Any, Callable
 import pandas as pd
 
 from mofkit.config import Config, apply_overrides
+from mofkit.data.datasets import dataset_spec
 from mofkit.runfiles import CHECKPOINT_FILE, seed_folder
 from mofkit.train.experiments import result_row, run_name
 
@@ -166,7 +167,8 @@ def regime_overrides(cfg: Config, regime: str, out: Path) -> dict[str, Any]:
     pretrained = spec.pop("pretrain", False)
     corpus = {k: v for k, v in spec.items() if k.startswith("synthetic.")}
     over = {**_corpus_overrides(cfg, corpus), **{k: v for k, v in spec.items() if k not in corpus}}
-    if cfg.data.dataset != "synthetic" and (corpus or over.get("train.family_batches")):
+    data = dataset_spec(cfg.data.dataset)
+    if (corpus and not data.generated) or (over.get("train.family_batches") and not data.families):
         raise ValueError(f"regime {regime!r} needs the synthetic corpus (its settings or its "
                          f"families); profile {cfg.profile} reads {cfg.data.dataset}")
     if pretrained:
@@ -183,7 +185,7 @@ def _paired_settings(cfg: Config, out: Path, regimes, methods) -> list[dict[str,
     for regime in regimes:
         over = regime_overrides(cfg, regime, out)
         for method in methods:
-            if method == "oracle" and cfg.data.dataset != "synthetic":
+            if method == "oracle" and not dataset_spec(cfg.data.dataset).timelines:
                 continue  # event frames exist only where the corpus knows its events
             named = {"data.num_frames": k, **METHODS[method]}
             settings.append({**over, **named, "label": method, "regime": regime,
@@ -212,7 +214,7 @@ def regimes(cfg: Config, out: Path) -> Study:
     shares its runs with the controls study."""
     # a real dataset has no corpus to vary and no families: the base and the pretrained start
     names = [r for r in (cfg.study.regimes or REGIMES)
-             if cfg.data.dataset == "synthetic" or set(REGIMES[r]) <= {"pretrain"}]
+             if dataset_spec(cfg.data.dataset).generated or set(REGIMES[r]) <= {"pretrain"}]
     needs = ("pretrain",) if any(REGIMES[r].get("pretrain") for r in names) else ()
     return Study("regimes", "studies", _paired_settings(cfg, out, names, REGIME_METHODS),
                  tuple(cfg.study.paired_seeds), needs=needs, keep=True, seed_major=True,
@@ -261,8 +263,8 @@ def compressors(cfg: Config, out: Path) -> Study:
     unknown = set(chosen) - set(COMPRESSORS)
     if unknown:
         raise ValueError(f"study.compressors: unknown {sorted(unknown)}; known: {', '.join(COMPRESSORS)}")
-    if cfg.data.dataset != "synthetic":
-        corpora = {"static": {}}  # a real dataset is the corpus it is
+    if not dataset_spec(cfg.data.dataset).generated:
+        corpora = {"static": {}}  # a public dataset is the corpus it is
     else:
         corpora = {c: COMPRESSOR_CORPORA[c] for c in cfg.study.compressor_corpora}
     settings = []
@@ -283,7 +285,7 @@ def _corpus_overrides(cfg: Config, corpus: dict[str, Any]) -> dict[str, Any]:
     """Overrides that put a run on a paired study's corpus: its synthetic settings and folder, the
     study's test split, evaluations every ``study.eval_every`` epochs and at the end."""
     over: dict[str, Any] = {"train.eval_every": cfg.study.eval_every}
-    if cfg.data.dataset == "synthetic":
+    if dataset_spec(cfg.data.dataset).generated:
         over.update(corpus)
         if cfg.study.test_videos:
             over["synthetic.n_test"] = cfg.study.test_videos
@@ -504,7 +506,7 @@ def summarise_paired(cfg: Config, runs: pd.DataFrame, *, measure: bool = True) -
     tests = runs.groupby("regime")["n_test_videos"].first()
     table["n_test_videos"] = table["regime"].map(tests).astype(int)
     table["profile"] = cfg.profile
-    if cfg.data.dataset == "synthetic" and "data.root" in runs:
+    if dataset_spec(cfg.data.dataset).timelines and "data.root" in runs:
         # the best t2v R@1 the K uniform test frames allow on each regime's test videos
         _add_ceilings(table, runs, table["K"])
     if measure:
@@ -552,7 +554,7 @@ def summarise_compressors(cfg: Config, runs: pd.DataFrame, *, measure: bool = Tr
     tests = runs.groupby("regime")["n_test_videos"].first()
     table["n_test_videos"] = table["regime"].map(tests).astype(int)
     table["profile"] = cfg.profile
-    if cfg.data.dataset == "synthetic" and "data.root" in runs:
+    if dataset_spec(cfg.data.dataset).timelines and "data.root" in runs:
         # the best t2v R@1 the frames each row reads allow: K uniform, or a compressor's N
         _add_ceilings(table, runs, table["N"])
     if measure:

@@ -44,6 +44,7 @@ import torch
 
 from mofkit.bilevel.adam import EPS_SCALES
 from mofkit.bilevel.bank import step_lr
+from mofkit.data.datasets import dataset_spec
 from mofkit.device import host_buffer, to_device
 from mofkit.train.feed import ReadAhead
 from mofkit.train import distributed as D
@@ -556,7 +557,7 @@ def task_name(cfg: "Config") -> str:
     if cfg.mof.frame_eps_scale not in EPS_SCALES:
         raise ValueError(f"mof.frame_eps_scale={cfg.mof.frame_eps_scale!r}: use 'row' (frame_eps relative "
                          f"to each video's gradient scale) or 'absolute' (torch's Adam)")
-    if cfg.mof.init == "oracle" and cfg.data.dataset != "synthetic":
+    if cfg.mof.init == "oracle" and not dataset_spec(cfg.data.dataset).timelines:
         raise ValueError("mof.init='oracle' takes frames inside the captioned events, which only the "
                          "synthetic corpus records; use 'uniform' or 'train_crop'")
     return names[cfg.mof.update]
