@@ -245,3 +245,11 @@ def test_pyav_backend(corpus, tmp_path):
     a, _ = _build(corpus, tmp_path, backend="pyav", size=48)
     assert a.settings["backend"] == "pyav"
     assert decoded_indices(a["v0"]).tolist() == sample_indices(40, T).tolist()
+
+
+def test_the_progress_bar_ends_at_the_total(corpus, tmp_path, capsys):
+    """The decoding bar closes at 6/6 (a failed video counts as done, and is listed, not shown as a
+    bar stopped short)."""
+    _build(corpus, tmp_path, progress=True)
+    last = capsys.readouterr().err.rstrip().split("\r")[-1]  # the bar as it was left
+    assert "6/6" in last and "100%" in last

@@ -308,11 +308,15 @@ class FrameCache:
         full = tmp / "frames.full.npy"
         mm = new_memmap(full, np.uint8, (v_total, t, s, s, 3))
         ids, indices, counts, fps, sizes, excluded = [], [], [], [], [], {}
-        with contextlib.closing(decode_many(jobs, _decode_one, workers=workers, chunk=4)) as results:
-            bar = tqdm(results, total=v_total, disable=not progress, unit="video", dynamic_ncols=True,
-                       desc=f"decoding {settings['dataset']}/{settings['split']} "
-                            f"{settings['mode']}{t} at {s}px")
-            for (vid, *_), res in zip(jobs, bar):
+        # the bar counts each result as it arrives and closes at the total (a bar wrapped around the
+        # results inside zip(jobs, ...) was never asked for its end, and closed one short: a red
+        # "63/64" in a notebook, as if a video had failed)
+        with contextlib.closing(decode_many(jobs, _decode_one, workers=workers, chunk=4)) as results, \
+                tqdm(total=v_total, disable=not progress, unit="video", dynamic_ncols=True,
+                     desc=f"decoding {settings['dataset']}/{settings['split']} "
+                          f"{settings['mode']}{t} at {s}px") as bar:
+            for (vid, *_), res in zip(jobs, results):
+                bar.update(1)
                 if res[0] == "error":
                     excluded[vid] = res[1]
                     continue
