@@ -18,6 +18,8 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[notebooks,dev]"
+	@# notebooks are committed without outputs: git strips them on add (.gitattributes names the filter)
+	@if git rev-parse --git-dir >/dev/null 2>&1; then $(BIN)/python -m nbstripout --install; fi
 	@touch $(STAMP)
 
 run: $(STAMP)

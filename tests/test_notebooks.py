@@ -40,6 +40,25 @@ def test_notebooks_are_numbered_in_order():
     assert names[0].startswith("00_") and [n[:2] for n in names] == [f"{i:02d}" for i in range(len(names))]
 
 
+def test_git_strips_the_outputs_of_every_notebook_it_adds():
+    """.gitattributes puts every notebook through nbstripout (installed by `make setup`): Run All in
+    JupyterLab autosaves outputs into the tracked file, and a commit keeps none of them."""
+    repo = NOTEBOOKS[0].parents[1]
+    if shutil.which("git") is None or not (repo / ".git").exists():
+        pytest.skip("not a git checkout")
+    attr = subprocess.run(["git", "check-attr", "filter", "--", str(NOTEBOOKS[0].relative_to(repo))],
+                          cwd=repo, capture_output=True, text=True, check=True).stdout
+    assert attr.strip().endswith("filter: nbstripout"), attr
+    cell = nbformat.v4.new_code_cell("1 + 1", execution_count=3,
+                                     outputs=[nbformat.v4.new_output("execute_result", {"text/plain": "2"},
+                                                                     execution_count=3)])
+    dirty = nbformat.writes(nbformat.v4.new_notebook(cells=[cell]))
+    res = subprocess.run([sys.executable, "-m", "nbstripout", "-t"], input=dirty, capture_output=True,
+                         text=True, check=True)
+    clean = nbformat.reads(res.stdout, as_version=4).cells[0]
+    assert clean.source == "1 + 1" and clean.outputs == [] and clean.execution_count is None
+
+
 @pytest.mark.slow
 def test_all_notebooks_run_on_smoke(tmp_path):
     out = tmp_path / "runs"
