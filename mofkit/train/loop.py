@@ -44,6 +44,7 @@ from mofkit.runfiles import CONFIG_FILE, METRICS_CSV, METRICS_FILE, RANKS_FILE
 from mofkit.train import distributed as D
 from mofkit.train.batches import epoch_batches, family_groups  # noqa: F401  (the loop's batches)
 from mofkit.train.schedule import warmup_cosine
+from mofkit.train.tasks import task_class
 from mofkit.train.checkpoint import (ResumeError, atomic_torch_save, atomic_write_text,
                                      checkpoint_path, load_checkpoint, rng_state, set_rng_state)
 
@@ -87,9 +88,7 @@ class Trainer:
             raise ValueError(f"train.batch_size={cfg.train.batch_size} must be divisible by the "
                              f"number of processes ({self.info.world_size})")
         _seed_everything(cfg.train.seed)
-        from mofkit.train.tasks import task_name
-
-        task_name(cfg)  # the method's settings are checked before any work
+        self.task_cls = task_class(cfg)  # the method (its settings checked before any work)
         self._setup_model()
         self._setup_data()
         self._setup_optim()
@@ -98,9 +97,7 @@ class Trainer:
         self.train_seconds = 0.0
         self.nonfinite_total = 0
         self._epoch_nonfinite = 0
-        from mofkit.train.tasks import create_task
-
-        self.task = create_task(self)
+        self.task = self.task_cls(self)
         from mofkit.train.monitor import RunMonitor
 
         self.monitor = RunMonitor(self.out_dir, "/".join(self.out_dir.parts[-3:]), cfg.train.epochs,
@@ -122,18 +119,9 @@ class Trainer:
             D.barrier(self.info)
         self.bundle = create_from_config(model_cfg, self.device)
         self.model = self.bundle.model
-        self.compressor = None  # a frame compressor (compress.name): N decoded frames -> K, train and test
-        if self.cfg.compress.name is not None:
-            from mofkit.compress import compressor_from_config
-
-            self.compressor = compressor_from_config(self.cfg.compress, self.cfg.data.num_frames).to(self.device)
-        # what training calls: the compressor, under DDP when several processes train its weights
-        self.compressor_net = self.compressor
-        if self.compressor is not None and self.compressor.learned and self.info.enabled:
-            from torch.nn.parallel import DistributedDataParallel
-
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            self.compressor_net = DistributedDataParallel(self.compressor, device_ids=ids)
+        # the method's own modules (a frame compressor, N decoded frames -> K, and what training
+        # calls: the same, under DDP where it is trained), built by its task right after the model
+        self.compressor, self.compressor_net = self.task_cls.build_compressor(self)
         self.preprocess = Preprocessor(self.bundle.image_size, self.bundle.mean, self.bundle.std)
         self.ddp = None
         if self.info.enabled:
@@ -154,9 +142,7 @@ class Trainer:
 
         t = self.cfg.train
         groups = param_groups(self.model, lr=t.lr, tower_lr=t.tower_lr, weight_decay=t.weight_decay)
-        if self.trains_compressor:  # end to end: the compressor is one more group of the same optimiser
-            groups.append({"params": [p for p in self.compressor.parameters() if p.requires_grad],
-                           "lr": self.cfg.compress.lr, "weight_decay": 0.0, "name": "compressor"})
+        groups += self.task_cls.param_groups(self)  # e.g. a compressor trained end to end
         try:  # the fused kernel is ~20x faster than the per-tensor loop on CPU (large embeddings)
             self.optimizer = torch.optim.AdamW(groups, lr=t.lr, betas=tuple(t.betas), eps=t.eps,
                                                fused=True)
@@ -173,30 +159,10 @@ class Trainer:
                                                            warmup_cosine(total, warmup))
         self.scaler = grad_scaler(self.device, self.precision)
 
-    @property
-    def trains_compressor(self) -> bool:
-        """Whether the base level's optimiser trains the compressor (learned, ``end_to_end``)."""
-        c = self.cfg.compress
-        if self.compressor is None or not self.compressor.learned:
-            return False
-        if c.training not in ("end_to_end", "amortised"):
-            raise ValueError(f"compress.training={c.training!r}: use 'end_to_end' (the retrieval loss "
-                             f"through the compressor) or 'amortised' (MOF's hypergradient)")
-        return c.training == "end_to_end"
-
     def eval_inputs(self, frames: torch.Tensor) -> torch.Tensor:
-        """Test-time model input of uint8 frames (B, T, S, S, 3): normalised, then compressed
-        from T = N to K frames where the run has a compressor. (B, K, 3, S, S)."""
-        x = self.preprocess.eval(frames)
-        if self.compressor is None:
-            return x
-        was_training = self.compressor.training
-        self.compressor.eval()
-        try:
-            with torch.no_grad():
-                return self.compressor(x)
-        finally:
-            self.compressor.train(was_training)
+        """Test-time model input of uint8 frames (B, T, S, S, 3): normalised, then what the task
+        makes of them (a compressor's K frames from T = N). (B, K, 3, S, S)."""
+        return self.task.eval_inputs(self.preprocess.eval(frames))
 
     # -- checkpoint ----------------------------------------------------------------------------
 
@@ -219,8 +185,6 @@ class Trainer:
             "nonfinite_total": self.nonfinite_total, "final": final, "arch": self.cfg.model.arch,
             "task": self.task.name, "frame_steps": 0, "bank": None, **task_state,
         }
-        if self.compressor is not None:
-            state["compressor"] = self.compressor.state_dict()
         atomic_torch_save(state, checkpoint_path(self.out_dir))
 
     def load(self) -> dict | None:
@@ -231,8 +195,6 @@ class Trainer:
         saved = Config.from_dict(ckpt["config"])
         _check_resumable(saved, self.cfg, path)
         self.model.load_state_dict(ckpt["model"])
-        if self.compressor is not None and "compressor" in ckpt:
-            self.compressor.load_state_dict(ckpt["compressor"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
         self.scaler.load_state_dict(ckpt["scaler"])
@@ -345,7 +307,7 @@ class Trainer:
         if not self.info.is_main:
             return None
         d = self.data
-        clips = d.test_inputs if self.compressor is not None else d.test_clips
+        clips = self.task.test_clips(d)
         res = evaluate_model(self.model, frames_of=clips.frames_of,
                              num_videos=len(d.test), tokens=d.test_tokens,
                              caption_video=d.test_caption_video, preprocess=self.eval_inputs,

@@ -77,6 +77,30 @@ class Task:
         self.trainer = trainer
         self.cfg = trainer.cfg
 
+    # what the task builds before the trainer's optimiser exists (class-level: the task object is
+    # made once the data and optimiser are in place)
+
+    @classmethod
+    def build_compressor(cls, trainer: "Trainer") -> tuple[torch.nn.Module | None, torch.nn.Module | None]:
+        """The task's frame compressor (N decoded frames -> K) and what training calls (the same,
+        under DDP where several processes train its weights); ``(None, None)`` for the frame tasks.
+        Called right after the model is built, so the compressor's initial weights come from the
+        same random state whatever the task."""
+        return None, None
+
+    @classmethod
+    def param_groups(cls, trainer: "Trainer") -> list[dict[str, Any]]:
+        """Parameter groups the task adds to the model's optimiser."""
+        return []
+
+    def eval_inputs(self, x: torch.Tensor) -> torch.Tensor:
+        """Test-time model input from normalised frames (B, T, 3, S, S): the K frames as they are."""
+        return x
+
+    def test_clips(self, data):
+        """The test split's frames this task's model reads: each video's K uniform frames."""
+        return data.test_clips
+
     def start(self) -> None:
         """Before the first epoch of a session, after any checkpoint has been loaded."""
 
@@ -421,6 +445,60 @@ class CompressTask(Task):
         super().__init__(trainer)
         self._distill: list[float] = []  # 1 - cos to the N-frame embedding, per step (compress.distill)
 
+    @classmethod
+    def build_compressor(cls, trainer: "Trainer") -> tuple[torch.nn.Module, torch.nn.Module]:
+        from mofkit.compress import compressor_from_config
+
+        cfg = trainer.cfg
+        comp = compressor_from_config(cfg.compress, cfg.data.num_frames).to(trainer.device)
+        net = comp
+        if comp.learned and trainer.info.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [trainer.device.index] if trainer.device.type == "cuda" else None
+            net = DistributedDataParallel(comp, device_ids=ids)
+        return comp, net
+
+    @classmethod
+    def trains_compressor(cls, cfg: "Config", compressor: torch.nn.Module) -> bool:
+        """Whether the base level's optimiser trains the compressor (learned, ``end_to_end``)."""
+        if not compressor.learned:
+            return False
+        if cfg.compress.training not in ("end_to_end", "amortised"):
+            raise ValueError(f"compress.training={cfg.compress.training!r}: use 'end_to_end' (the "
+                             f"retrieval loss through the compressor) or 'amortised' (MOF's hypergradient)")
+        return cfg.compress.training == "end_to_end"
+
+    @classmethod
+    def param_groups(cls, trainer: "Trainer") -> list[dict[str, Any]]:
+        comp = trainer.compressor
+        if not cls.trains_compressor(trainer.cfg, comp):
+            return []
+        return [{"params": [p for p in comp.parameters() if p.requires_grad],
+                 "lr": trainer.cfg.compress.lr, "weight_decay": 0.0, "name": "compressor"}]
+
+    def eval_inputs(self, x: torch.Tensor) -> torch.Tensor:
+        """The N test frames compressed to K, by the compressor in eval mode without gradients."""
+        comp = self.trainer.compressor
+        was_training = comp.training
+        comp.eval()
+        try:
+            with torch.no_grad():
+                return comp(x)
+        finally:
+            comp.train(was_training)
+
+    def test_clips(self, data):
+        """Each test video's N input frames (the compressor makes the K)."""
+        return data.test_inputs
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"compressor": self.trainer.compressor.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if "compressor" in state:
+            self.trainer.compressor.load_state_dict(state["compressor"])
+
     def compressed(self, batch: dict, epoch: int, *, grad: bool) -> torch.Tensor:
         tr, seed = self.trainer, self.cfg.train.seed
         rows = batch["index"].numpy()
@@ -431,7 +509,8 @@ class CompressTask(Task):
                                                  **tr.data.aug)  # one crop per video
 
     def step_inputs(self, batch: dict, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.compressed(batch, epoch, grad=self.trainer.trains_compressor), batch["tokens"]
+        grad = self.trains_compressor(self.cfg, self.trainer.compressor)
+        return self.compressed(batch, epoch, grad=grad), batch["tokens"]
 
     def extra_loss(self, batch: dict, epoch: int, video: torch.Tensor) -> torch.Tensor | None:
         """``compress.distill`` > 0: that weight times ``1 - cos`` between each video's embedding
@@ -512,9 +591,10 @@ class AmortisedCompressTask(CompressTask):
         return out
 
     def state_dict(self) -> dict[str, Any]:
-        return {"compressor_optimizer": self.optimizer.state_dict()}
+        return {**super().state_dict(), "compressor_optimizer": self.optimizer.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
         if "compressor_optimizer" in state:
             self.optimizer.load_state_dict(state["compressor_optimizer"])
 
@@ -593,6 +673,14 @@ def settings_not_read(cfg: "Config") -> tuple[str, ...]:
     return tuple(k for k in (f"mof.{f.name}" for f in dataclasses.fields(cfg.mof)) if k not in reads)
 
 
+def task_class(cfg: "Config", name: str | None = None) -> type[Task]:
+    """The task class of a config (or the one named: a key of :data:`TASKS`)."""
+    name = name or task_name(cfg)
+    if name not in TASKS:
+        raise ValueError(f"unknown training task {name!r}; tasks: {sorted(TASKS)}")
+    return TASKS[name]
+
+
 def create_task(trainer: "Trainer", name: str | None = None) -> Task:
     """The task of a trainer's config (or the one named).
 
@@ -603,7 +691,4 @@ def create_task(trainer: "Trainer", name: str | None = None) -> Task:
     Returns:
         A :class:`Task`.
     """
-    name = name or task_name(trainer.cfg)
-    if name not in TASKS:
-        raise ValueError(f"unknown training task {name!r}; tasks: {sorted(TASKS)}")
-    return TASKS[name](trainer)
+    return task_class(trainer.cfg, name)(trainer)
