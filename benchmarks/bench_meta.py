@@ -162,7 +162,9 @@ def _agreement(cfg, bundle, device, args):
 
     cfg.mof.enabled, cfg.mof.meta_frames = True, args.n
     cfg.data.dense_frames = max(cfg.data.dense_frames, args.n)
-    data = prepare_data(cfg, bundle.tokenizer, progress=False)
+    from mofkit.train.tasks import task_class
+
+    data = prepare_data(cfg, task_class(cfg).data_needs(cfg), bundle.tokenizer, progress=False)
     pre = Preprocessor(bundle.image_size, bundle.mean, bundle.std)
     model = bundle.model
     # a few training steps first, so the gradients are those of a model that has started to learn

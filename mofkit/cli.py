@@ -98,10 +98,11 @@ def _cmd_train(args) -> int:
 def _cmd_prepare(args) -> int:
     from mofkit.config import get_config
     from mofkit.train.data import prepare_caches
+    from mofkit.train.tasks import task_class
 
     cfg = get_config(args.profile, parse_overrides(args.set))
     try:
-        train, test, caches = prepare_caches(cfg, progress=True)
+        train, test, caches = prepare_caches(cfg, task_class(cfg).data_needs(cfg), progress=True)
     except (FileNotFoundError, ValueError, RuntimeError) as e:
         print(f"mofkit prepare: {e}", file=sys.stderr)
         return 2

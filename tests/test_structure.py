@@ -119,10 +119,12 @@ def test_a_bad_override_on_the_command_line_is_one_line(capsys):
 def test_the_trainer_does_not_branch_on_the_method():
     """The loop reads no method settings (MOF's, the compressor's, the sampling of training frames)
     and builds no method's modules: what differs between methods lives in train/tasks.py."""
+    for room in ("loop.py", "data.py"):  # the loop, and the data it reads
+        tree = ast.parse((PKG / "train" / room).read_text())
+        touched = sorted({node.lineno for node in ast.walk(tree) if isinstance(node, ast.Attribute)
+                          and node.attr in ("mof", "compress", "train_sampling")})
+        assert not touched, f"mofkit/train/{room} reads method settings at lines {touched}"
     tree = ast.parse((PKG / "train" / "loop.py").read_text())
-    touched = sorted({node.lineno for node in ast.walk(tree)
-                      if isinstance(node, ast.Attribute) and node.attr in ("mof", "compress", "train_sampling")})
-    assert not touched, f"mofkit/train/loop.py reads method settings at lines {touched}"
     imported = sorted({node.lineno for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
                        and (node.module or "").startswith(("mofkit.compress", "mofkit.bilevel"))})
     assert not imported, f"mofkit/train/loop.py builds a method's modules itself at lines {imported}"

@@ -27,11 +27,27 @@ if TYPE_CHECKING:
     from mofkit.data.loaders import EvalClips
 
 
+@dataclass(frozen=True)
+class DataNeeds:
+    """What a training method reads beyond each split's K uniform frames: the method's task says
+    (:meth:`mofkit.train.tasks.Task.data_needs`), so this module never reads a method's settings."""
+
+    train_grid: bool = False  # the training videos' dense grid of data.dense_frames frames
+    item_source: str = "k"  # a training item's frames: "k" (the K-frame cache) or "grid"
+    item_frames: int | None = None  # frames per training item (None: data.num_frames)
+    item_sampling: str = "uniform"  # how they are drawn from the source: uniform | rand
+    meta_frames: int = 0  # whole-video frames per item of a meta pass (drawn from the grid)
+    meta_sampling: str = "rand"  # how those are drawn: rand | uniform
+    test_frames: int | None = None  # frames per test video the model's input is made from (a
+    #   compressor's N, read from a test grid); None: the K uniform frames
+
+
 @dataclass
 class RunData:
     """Everything the training loop reads."""
 
     cfg: Config
+    needs: DataNeeds  # what the method reads (its task's DataNeeds)
     train: VideoTextDataset  # the training videos that could be decoded
     test: VideoTextDataset  # the test videos that could be decoded
     train_clips: EvalClips  # the training videos' K uniform frames (bank initialisation)
@@ -50,7 +66,7 @@ class RunData:
     # synthetic corpus: the attribute caption test (mofkit.eval.probes), attribute -> (query rows,
     # tokens (n, L) of those queries with one visible event's attribute changed)
     test_probes: dict[str, tuple[np.ndarray, torch.Tensor]] = field(default_factory=dict)
-    # with a frame compressor (compress.name): the test videos' N input frames, else None
+    # the test videos' N input frames where the method makes the K from them (needs.test_frames)
     test_inputs: EvalClips | None = None
     _clips: dict = field(default_factory=dict, repr=False)
 
@@ -64,17 +80,15 @@ class RunData:
         """DataLoader over the given batches of training rows, items drawn for ``epoch``."""
         from mofkit.data.loaders import TrainClips, make_loader
 
-        d, m, c = self.cfg.data, self.cfg.mof, self.cfg.compress
+        d, n = self.cfg.data, self.needs
         key = (with_meta, frames)
         if key not in self._clips:
-            source = self.train_grid if d.train_sampling == "rand" else self.train_k
-            k, sampling = d.num_frames, d.train_sampling
-            if c.name is not None:  # a compressor's N input frames, at uniform grid positions
-                source, k, sampling = self.train_grid, c.input_frames, "uniform"
+            source = self.train_grid if n.item_source == "grid" else self.train_k
+            k = n.item_frames or d.num_frames
             self._clips[key] = TrainClips(
                 source, self.train, self.train_tokens, self.train_caption_video,
-                num_frames=k if frames else 0, sampling=sampling,
-                meta_frames=m.meta_frames if with_meta else 0, meta_sampling=m.meta_sampling,
+                num_frames=k if frames else 0, sampling=n.item_sampling,
+                meta_frames=n.meta_frames if with_meta else 0, meta_sampling=n.meta_sampling,
                 meta_cache=self.train_grid, seed=self.cfg.train.seed)
         return make_loader(self._clips[key], batch_size=1, epoch=epoch, batches=batches,
                            num_workers=d.num_workers, pin_memory=torch.cuda.is_available())
@@ -85,11 +99,12 @@ def _tokenize(tokenizer: Callable, captions: list[str], batch: int = 4096) -> to
     return torch.cat(parts) if parts else torch.zeros(0, 0, dtype=torch.long)
 
 
-def prepare_caches(cfg: Config, info: D.DistInfo | None = None, *, progress: bool = True):
+def prepare_caches(cfg: Config, needs: DataNeeds, info: D.DistInfo | None = None, *, progress: bool = True):
     """Locate (or generate) the corpus and build or open the frame caches a run of ``cfg`` reads.
 
     Args:
-        cfg: the run's config (``data``, ``synthetic``, ``mof``, ``compress``).
+        cfg: the run's config (``data``, ``synthetic``).
+        needs: what the run's method reads (``task_class(cfg).data_needs(cfg)``).
         info: distributed context; rank 0 builds, the others wait and reuse.
         progress: progress bars while generating and decoding.
 
@@ -108,16 +123,6 @@ def prepare_caches(cfg: Config, info: D.DistInfo | None = None, *, progress: boo
     D.barrier(info)
     train, test = load_splits(cfg)
 
-    compress = cfg.compress.name is not None
-    need_grid = d.train_sampling == "rand" or cfg.mof.enabled or compress
-    if need_grid and cfg.mof.enabled and d.dense_frames < cfg.mof.meta_frames:
-        raise ValueError(f"mof.meta_frames={cfg.mof.meta_frames} whole-video frames are drawn from a "
-                         f"grid of data.dense_frames={d.dense_frames}; set data.dense_frames >= "
-                         f"{cfg.mof.meta_frames}")
-    if compress and not d.num_frames <= cfg.compress.input_frames <= d.dense_frames:
-        raise ValueError(f"compress.input_frames={cfg.compress.input_frames} frames per video are "
-                         f"compressed to data.num_frames={d.num_frames} and drawn from a grid of "
-                         f"data.dense_frames={d.dense_frames}: it must lie between the two")
     build = dict(size=d.decode_size, backend=d.backend, cache_dir=d.cache_dir,
                  progress=progress and info.is_main, workers=d.num_workers)
     caches = {}
@@ -126,22 +131,23 @@ def prepare_caches(cfg: Config, info: D.DistInfo | None = None, *, progress: boo
         if turn:
             caches["train_k"] = FrameCache.build(train, num_frames=d.num_frames, mode="uniform", **build)
             caches["test_k"] = FrameCache.build(test, num_frames=d.num_frames, mode="uniform", **build)
-            if need_grid:
+            if needs.train_grid:
                 caches["grid"] = FrameCache.build(train, num_frames=d.dense_frames, mode="uniform",
                                                   **build)
-            if compress:
+            if needs.test_frames:
                 caches["test_grid"] = FrameCache.build(test, num_frames=d.dense_frames, mode="uniform",
                                                        **build)
         D.barrier(info)
     return train, test, caches
 
 
-def prepare_data(cfg: Config, tokenizer: Callable, info: D.DistInfo | None = None, *,
+def prepare_data(cfg: Config, needs: DataNeeds, tokenizer: Callable, info: D.DistInfo | None = None, *,
                  progress: bool = True) -> RunData:
     """Locate (or generate) the corpus, build or open the frame caches, tokenise captions.
 
     Args:
-        cfg: the run's config (``data``, ``synthetic``, ``mof``).
+        cfg: the run's config (``data``, ``synthetic``).
+        needs: what the run's method reads (``task_class(cfg).data_needs(cfg)``).
         tokenizer: captions -> LongTensor (N, L) (the model bundle's tokenizer).
         info: distributed context; rank 0 builds, the others wait and reuse.
         progress: progress bars while generating and decoding.
@@ -152,8 +158,8 @@ def prepare_data(cfg: Config, tokenizer: Callable, info: D.DistInfo | None = Non
     from mofkit.data.loaders import EvalClips
 
     d = cfg.data
-    train, test, caches = prepare_caches(cfg, info, progress=progress)
-    compress = cfg.compress.name is not None
+    train, test, caches = prepare_caches(cfg, needs, info, progress=progress)
+    compress = needs.test_frames is not None
     need_grid = "grid" in caches
     train_all_ids = list(train.video_ids)
     train = caches["train_k"].dataset_view(train)
@@ -178,10 +184,10 @@ def prepare_data(cfg: Config, tokenizer: Callable, info: D.DistInfo | None = Non
         seen = decisive_seen(timeline, test.video_ids, d.num_frames)
         groups = {"decisive_seen": seen, "decisive_missed": ~seen}
         ids = list(test.video_ids)
-        visible = cfg.compress.input_frames if compress else d.num_frames  # the frames a video shows
+        visible = needs.test_frames or d.num_frames  # the frames a video shows the model's input
         altered = altered_queries(test_caps, [timeline[ids[v]] for v in test_cv], visible)
         probes = {a: (qs, _tokenize(tokenizer, texts)) for a, (qs, texts) in altered.items()}
-    return RunData(cfg=cfg, train=train, test=test,
+    return RunData(cfg=cfg, needs=needs, train=train, test=test,
                    train_clips=EvalClips(caches["train_k"], train, d.num_frames),
                    test_clips=EvalClips(caches["test_k"], test, d.num_frames),
                    train_k=caches["train_k"], train_grid=caches.get("grid"),
@@ -189,5 +195,5 @@ def prepare_data(cfg: Config, tokenizer: Callable, info: D.DistInfo | None = Non
                    test_tokens=_tokenize(tokenizer, test_caps), test_caption_video=np.asarray(test_cv),
                    train_dropped=train_dropped, test_dropped=test_dropped, test_groups=groups,
                    test_probes=probes,
-                   test_inputs=EvalClips(caches["test_grid"], test, cfg.compress.input_frames)
+                   test_inputs=EvalClips(caches["test_grid"], test, needs.test_frames)
                    if compress else None)

@@ -133,7 +133,8 @@ class Trainer:
     def _setup_data(self) -> None:
         from mofkit.train.data import prepare_data
 
-        self.data = prepare_data(self.cfg, self.bundle.tokenizer, self.info, progress=self.progress)
+        self.data = prepare_data(self.cfg, self.task_cls.data_needs(self.cfg), self.bundle.tokenizer,
+                                 self.info, progress=self.progress)
         self.batch_groups = family_groups(self.cfg, self.data.train.video_ids) \
             if self.cfg.train.family_batches else None
 

@@ -34,6 +34,7 @@ place that knows about it; the bank tasks draw their batches from it too.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -49,6 +50,7 @@ from mofkit.device import host_buffer, to_device
 from mofkit.train.feed import ReadAhead
 from mofkit.train import distributed as D
 from mofkit.train.banks import bank_placement
+from mofkit.train.data import DataNeeds
 
 READ_AHEAD = 3  # batches of bank frames read ahead of the step (each 300 MB at the paper shape)
 # threads reading them: one copies 3 to 5 GB/s from the page cache, a step of 50 ms wants 6
@@ -79,6 +81,15 @@ class Task:
 
     # what the task builds before the trainer's optimiser exists (class-level: the task object is
     # made once the data and optimiser are in place)
+
+    @classmethod
+    def data_needs(cls, cfg: "Config") -> DataNeeds:
+        """What the method reads beyond each split's K uniform frames (the frame caches and the
+        training items' frames). The baseline: K frames per video, uniform, or with
+        ``data.train_sampling = "rand"`` one random frame per segment from the dense grid."""
+        rand = cfg.data.train_sampling == "rand"
+        return DataNeeds(train_grid=rand, item_source="grid" if rand else "k",
+                         item_sampling=cfg.data.train_sampling)
 
     @classmethod
     def build_compressor(cls, trainer: "Trainer") -> tuple[torch.nn.Module | None, torch.nn.Module | None]:
@@ -165,6 +176,18 @@ class MOFTask(Task):
 
     name = "mof"
     loads_frames = False  # the base step's frames come from the bank
+
+    @classmethod
+    def data_needs(cls, cfg: "Config") -> DataNeeds:
+        """The baseline's, plus the training videos' dense grid, from which each meta pass draws
+        ``mof.meta_frames`` whole-video frames per video."""
+        d, m = cfg.data, cfg.mof
+        if d.dense_frames < m.meta_frames:
+            raise ValueError(f"mof.meta_frames={m.meta_frames} whole-video frames are drawn from a "
+                             f"grid of data.dense_frames={d.dense_frames}; set data.dense_frames >= "
+                             f"{m.meta_frames}")
+        return dataclasses.replace(super().data_needs(cfg), train_grid=True, meta_frames=m.meta_frames,
+                                   meta_sampling=m.meta_sampling)
 
     def __init__(self, trainer: "Trainer"):
         super().__init__(trainer)
@@ -446,6 +469,18 @@ class CompressTask(Task):
         self._distill: list[float] = []  # 1 - cos to the N-frame embedding, per step (compress.distill)
 
     @classmethod
+    def data_needs(cls, cfg: "Config") -> DataNeeds:
+        """Each video's N = ``compress.input_frames`` frames at uniform positions of the dense grid,
+        in training and at test time (the compressor makes the K)."""
+        d, c = cfg.data, cfg.compress
+        if not d.num_frames <= c.input_frames <= d.dense_frames:
+            raise ValueError(f"compress.input_frames={c.input_frames} frames per video are "
+                             f"compressed to data.num_frames={d.num_frames} and drawn from a grid of "
+                             f"data.dense_frames={d.dense_frames}: it must lie between the two")
+        return DataNeeds(train_grid=True, item_source="grid", item_frames=c.input_frames,
+                         item_sampling="uniform", test_frames=c.input_frames)
+
+    @classmethod
     def build_compressor(cls, trainer: "Trainer") -> tuple[torch.nn.Module, torch.nn.Module]:
         from mofkit.compress import compressor_from_config
 
@@ -659,8 +694,6 @@ def settings_not_read(cfg: "Config") -> tuple[str, ...]:
     frame optimiser's later options where frames never move; a baseline or end-to-end compressor
     reads none but ``mof.enabled``; the amortised compressor reads its meta step's. Empty for an
     invalid config."""
-    import dataclasses
-
     try:
         name = task_name(cfg)
     except ValueError:
