@@ -21,7 +21,7 @@ on a shared machine compare the ratios, which are measured side by side, not abs
    ``multiprocessing`` pool) while this process embeds with one torch thread. Also the CPU time
    per video of all the processes (this one and the workers it started), which the load of a
    shared machine moves less than wall time.
-3. **End to end** (``mofkit.train.studies.measured_throughput``, what ``eval/cost.py`` and the
+3. **End to end** (``mofkit.lab.speed.measured_throughput``, what ``eval/cost.py`` and the
    studies' videos/s columns report) with the cpu profile's model: uniform K = 4 and the
    compressors study's other K (5, 6, 8, 16) and every compressor of that study (N = 32 decoded,
    compressed to K = 4), on 64 test videos of the synthetic corpus.
@@ -287,7 +287,8 @@ def index_table(root: Path, work: Path, n: int, repeats: int, batch: int = 32,
 # ------------------------------------------------------------------------------------------------
 
 def e2e_table(root: Path, repeats: int, videos: int = 64, overrides: dict | None = None) -> list[dict]:
-    from mofkit.train.studies import COMPRESSORS, measured_throughput
+    from mofkit.lab.names import COMPRESSORS
+    from mofkit.lab.speed import measured_throughput
 
     cfg = bench_config(root, overrides)
     threads = torch.get_num_threads()

@@ -31,7 +31,8 @@ def main(argv=None) -> int:
 
     from mofkit.config import Config, DataConfig
     from mofkit.eval.cost import describe_throughput
-    from mofkit.train.studies import COMPRESSORS, measured_throughput
+    from mofkit.lab.names import COMPRESSORS
+    from mofkit.lab.speed import measured_throughput
 
     cfg = Config.from_dict(json.loads(Path(args.config).read_text()))
     cfg.data.backend = args.backend or DataConfig().backend  # today's decoder unless named

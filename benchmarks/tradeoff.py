@@ -1,6 +1,6 @@
 """The trade-off tables: uniform K against MOF, mean ± std over seeds, with cost.
 
-Runs the ``tradeoff`` study (``mofkit.train.studies``: uniform K over ``study.k_values``, MOF at the
+Runs the ``tradeoff`` study (``mofkit.lab.grids``: uniform K over ``study.k_values``, MOF at the
 config's K, exact and first-order), training or reusing its runs in ``<out>/sweep/<setting>/seed<s>``,
 the folders notebook 05_efficiency and the main job use, and prints the table. The same as
 ``python -m mofkit study tradeoff``, with shorthand options:

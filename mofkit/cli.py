@@ -242,7 +242,8 @@ def _cmd_search(args) -> int:
 
 def _cmd_study(args) -> int:
     from mofkit.config import get_config
-    from mofkit.train.studies import STUDIES, get_study, run_study
+    from mofkit.lab.grids import STUDIES, get_study
+    from mofkit.lab.runner import run_study
     from mofkit.viz.plots import headline_markdown
     from mofkit.viz.tables import paired_markdown, update_figures
 
@@ -471,7 +472,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     st = sub.add_parser("study", help="a named grid of runs, resumable (an unknown name lists the studies)")
     common(st)
-    st.add_argument("name", help="the study (mofkit.train.studies.STUDIES; an unknown name lists them)")
+    st.add_argument("name", help="the study (mofkit.lab.grids.STUDIES; an unknown name lists them)")
     st.add_argument("--out-dir", default=None, help="results folder (default runs/<profile>)")
     st.add_argument("--results", default=None,
                     help="where a paired study writes its summary CSV (default study.results_dir)")

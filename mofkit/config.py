@@ -169,15 +169,15 @@ class StudyConfig:
     alpha_values: tuple[float, ...] = (1e-3, 1e-2, 1e-1)  # inner step sizes of the ablation
     frame_lr_values: tuple[float, ...] = (8e-4, 1e-2)  # frame learning rates of the ablation
     capped_frame_lr: tuple[float, float] | None = (0.3, 0.05)  # ablation "frames that move": per-batch updates at this frame lr with this per-step cap (None: left out)
-    # the paired studies (controls, regimes: mofkit.train.studies)
+    # the paired studies (controls, regimes: mofkit.lab.grids)
     paired_seeds: tuple[int, ...] = (0,)  # training seeds of every paired setting (5 behind a claim)
     test_videos: int | None = None  # their corpus's test split (None: synthetic.n_test); 2,000 puts one seed's R@1 standard error under a point
-    regimes: tuple[str, ...] | None = None  # regimes of the regime study, in order (None: every one of mofkit.train.studies.REGIMES)
+    regimes: tuple[str, ...] | None = None  # regimes of the regime study, in order (None: every one of mofkit.lab.names.REGIMES)
     finetune_lr: float = 1e-3  # pretrained start: learning rate of the new modules (temporal head, logit scale)
     finetune_tower_lr: float = 1e-4  # pretrained start: learning rate of the pretrained towers
-    compressors: tuple[str, ...] | None = None  # the compressors study's compressors, in run order (None: every one of mofkit.train.studies.COMPRESSORS)
+    compressors: tuple[str, ...] | None = None  # the compressors study's compressors, in run order (None: every one of mofkit.lab.names.COMPRESSORS)
     compressor_k_values: tuple[int, ...] = (16, 5, 6, 8)  # the compressors study's uniform K at higher cost (besides data.num_frames)
-    compressor_corpora: tuple[str, ...] = ("static", "camera")  # its corpora (mofkit.train.studies.COMPRESSOR_CORPORA)
+    compressor_corpora: tuple[str, ...] = ("static", "camera")  # its corpora (mofkit.lab.names.COMPRESSOR_CORPORA)
     eval_every: int = 2  # the paired studies' runs evaluate every this many epochs and at the end (0: at the end only), so metrics.json shows how each run converged
     keep_dir: str | None = None  # where paired studies keep finished runs' small files (None: nowhere)
     results_dir: str | None = None  # where `mofkit study` writes a paired study's summary CSV (None: the results folder)

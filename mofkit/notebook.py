@@ -2,7 +2,7 @@
 
 Notebooks hold no logic of their own. Their first cell holds papermill parameters (PROFILE, DEVICE,
 DATA_ROOT, OUT_DIR, SEED, OVERRIDES, ...); the second calls :func:`setup`; every later cell calls
-one function of the library (``mofkit.data``, ``mofkit.train.studies``, ``mofkit.eval``,
+one function of the library (``mofkit.data``, ``mofkit.lab.grids``, ``mofkit.eval``,
 ``mofkit.viz``) and shows its result. Results travel between notebooks through files under OUT_DIR
 only (never a kernel's memory). A notebook opened on its own (Run All in a fresh JupyterLab) first
 calls :func:`ensure`, which produces what it reads when the earlier notebook has not run: the
@@ -32,7 +32,9 @@ import pandas as pd
 
 from mofkit.config import Config, apply_overrides, get_config
 from mofkit.runfiles import CONFIG_FILE, METRICS_FILE, seed_folder
-from mofkit.train.studies import OWN_RUNS, own_run_dir, train_own_run
+from mofkit.lab.names import OWN_RUNS
+from mofkit.lab.grids import own_run_dir
+from mofkit.lab.runner import train_own_run
 
 PRODUCERS = {
     "data/summary.json": "00_data",
@@ -221,7 +223,7 @@ def search_index(s: Session, run: str, folder: str | Path | None = None, *, prog
 
 def compressor_folder(label: str, k: int, seed: int) -> str:
     """Folder (under OUT_DIR) of notebook 07's run of a compressor (a key of
-    :data:`mofkit.train.studies.COMPRESSORS`) at K frames and a training seed: each seed its own
+    :data:`mofkit.lab.names.COMPRESSORS`) at K frames and a training seed: each seed its own
     run, so the notebook re-run with another ``SEED`` trains beside the first, not over it."""
     return seed_folder(f"compress/{label.replace(' ', '_').replace('(', '').replace(')', '')}/K{k}", seed)
 
@@ -234,8 +236,8 @@ def compressor_run(s: Session, label: str) -> Path:
 
 def train_compressor(s: Session, label: str, *, progress: bool = True):
     """Train (or resume, or reuse) the config's run with the compressor ``label`` (a key of
-    :data:`mofkit.train.studies.COMPRESSORS`) at its K and seed; returns its TrainResult."""
-    from mofkit.train.studies import COMPRESSORS
+    :data:`mofkit.lab.names.COMPRESSORS`) at its K and seed; returns its TrainResult."""
+    from mofkit.lab.names import COMPRESSORS
 
     if label not in COMPRESSORS:
         raise ValueError(f"unknown compressor {label!r}; compressors: {', '.join(COMPRESSORS)}")
@@ -249,8 +251,9 @@ def compressor_vs_uniform(s: Session, label: str, *, measure: bool = True) -> pd
     test queries), total inference GFLOPs per video (the compressor's included), measured
     end-to-end videos per second on this machine and training seconds."""
     from mofkit.eval.stats import paired_difference
-    from mofkit.train.experiments import result_row
-    from mofkit.train.studies import COMPRESSORS, measured_throughput
+    from mofkit.lab.experiments import result_row
+    from mofkit.lab.names import COMPRESSORS
+    from mofkit.lab.speed import measured_throughput
 
     runs = {"uniform": s.run("uniform"), label: compressor_run(s, label)}
     rows = []

@@ -180,7 +180,7 @@ def test_distillation_pulls_the_compressed_embedding_towards_the_whole_video(roo
 
 def test_the_inference_cost_adds_the_compressor():
     from mofkit.compress import compressor_from_config
-    from mofkit.train.experiments import compressor_gflops, inference_gflops, result_row
+    from mofkit.lab.experiments import compressor_gflops, inference_gflops, result_row
 
     from mofkit.eval.metrics import DIRECTIONS, METRIC_KEYS
 
@@ -197,7 +197,7 @@ def test_the_inference_cost_adds_the_compressor():
 def test_event_coverage_says_who_sees_each_event():
     import numpy as np
 
-    from mofkit.train.compressor_view import event_coverage
+    from mofkit.lab.compressor_view import event_coverage
 
     positions = np.arange(8)
     sel = np.zeros((2, 8))
@@ -216,7 +216,7 @@ def test_compressor_examples_show_what_a_trained_compressor_made(root):
     import numpy as np
 
     from mofkit.data.synthetic import load_timeline
-    from mofkit.train.compressor_view import compressor_examples, load_compressor
+    from mofkit.lab.compressor_view import compressor_examples, load_compressor
     from mofkit.train.loop import train
     from mofkit.viz.frames import compressor_outputs
 

@@ -144,7 +144,8 @@ def test_pretrain_resumes_after_its_last_finished_epoch(tmp_path, monkeypatch):
 # -- the regime study ------------------------------------------------------------------------------
 
 def test_regimes_have_their_own_corpora_and_the_pretrained_start_its_learning_rates(tmp_path):
-    from mofkit.train.studies import REGIMES, corpus_root, get_study, regime_overrides
+    from mofkit.lab.names import REGIMES
+    from mofkit.lab.grids import corpus_root, get_study, regime_overrides
 
     cfg = get_config("cpu")
     roots = {r: regime_overrides(cfg, r, tmp_path)["data.root"] for r in REGIMES}
@@ -190,7 +191,7 @@ def _cfg(root: Path, **over):
 
 
 def test_the_regime_study_keeps_its_runs_and_a_clone_resumes_from_them(study_root, monkeypatch):
-    from mofkit.train import studies as S
+    from mofkit.lab import runner as S
     from mofkit.viz.tables import paired_markdown, render_table
 
     cfg = _cfg(study_root)
@@ -235,7 +236,7 @@ def test_the_regime_study_keeps_its_runs_and_a_clone_resumes_from_them(study_roo
 
 def test_a_kept_run_of_other_settings_is_trained_again(study_root, tmp_path):
     from mofkit.config import Config
-    from mofkit.train.paired import find_kept, run_identity, same_run
+    from mofkit.lab.paired import find_kept, run_identity, same_run
 
     kept = next((study_root / "kept").rglob("metrics.json")).parent
     saved = Config.from_dict(json.loads((kept / "config.json").read_text()))
@@ -267,7 +268,7 @@ def test_runs_kept_before_the_relative_frame_eps_keep_what_they_ran_with():
     from mofkit.config import Config, get_config
     from mofkit.train.checkpoint import ResumeError
     from mofkit.train.loop import _check_resumable
-    from mofkit.train.paired import same_run
+    from mofkit.lab.paired import same_run
 
     for overrides, same in (({}, True), ({"mof.enabled": True, "mof.update": "none"}, True),
                             ({"mof.enabled": True}, False), ({"mof.enabled": True, "mof.update": "batch"}, False)):
@@ -288,7 +289,7 @@ def test_runs_kept_before_the_relative_frame_eps_keep_what_they_ran_with():
 
 def test_a_run_is_what_its_task_reads_and_the_towers_it_starts_from():
     from mofkit.config import get_config
-    from mofkit.train.paired import same_run
+    from mofkit.lab.paired import same_run
 
     def same(base, a, b):
         return same_run(get_config("cpu", {**base, **a}), get_config("cpu", {**base, **b}))
@@ -312,7 +313,7 @@ def test_the_decoder_makes_the_run_only_where_it_resizes():
     library's scaler) or a real dataset makes the decoder count."""
     from mofkit.config import DataConfig, get_config
     from mofkit.data.video import DEFAULT_BACKEND
-    from mofkit.train.paired import same_run
+    from mofkit.lab.paired import same_run
 
     assert DataConfig().backend == DEFAULT_BACKEND == "pyav"
     for profile in ("smoke", "cpu"):

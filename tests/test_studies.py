@@ -6,8 +6,10 @@ import pandas as pd
 import pytest
 
 from mofkit.config import get_config
-from mofkit.train.experiments import run_name
-from mofkit.train.studies import LABEL_KEYS, STUDIES, get_study, own_run_dir, run_study
+from mofkit.lab.experiments import run_name
+from mofkit.lab.names import LABEL_KEYS
+from mofkit.lab.grids import STUDIES, get_study, own_run_dir
+from mofkit.lab.runner import run_study
 
 
 def test_the_studies_read_their_grids_from_the_config(tmp_path, capsys):
@@ -74,7 +76,7 @@ def test_run_study_trains_once_writes_its_table_and_reuses_finished_runs(tmp_pat
 
 
 def test_the_compressors_study_grid(tmp_path):
-    from mofkit.train.studies import COMPRESSORS
+    from mofkit.lab.names import COMPRESSORS
 
     cfg = get_config("cpu")
     study = get_study(cfg, "compressors", tmp_path)
@@ -109,7 +111,7 @@ def test_the_compressors_study_grid(tmp_path):
 
 @pytest.mark.slow
 def test_the_compressors_study_summarises_against_both_uniform_baselines(tmp_path):
-    from mofkit.train.studies import summarise_study
+    from mofkit.lab.runner import summarise_study
 
     cfg = get_config("smoke", {"data.root": str(tmp_path / "corpus"), "data.cache_dir": str(tmp_path / "cache"),
                                "study.compressors": ["segment_max", "slots soft"],
@@ -133,7 +135,7 @@ def test_a_study_table_times_a_corpus_this_machine_has(tmp_path):
     import pandas as pd
 
     from mofkit.config import get_config
-    from mofkit.train.studies import timing_root
+    from mofkit.lab.speed import timing_root
 
     have = tmp_path / "have"
     (have / "splits").mkdir(parents=True)

@@ -501,7 +501,7 @@ def compressor_outputs(whole, uniform, outputs, *, selection=None, positions=Non
     """A frame compressor on one video: its input frames, the K uniform frames, its K output
     frames and, where it has one, its selection over time (which input frames each output frame
     was made from), with the video's events and whether uniform sampling and the compressor catch
-    them (:func:`mofkit.train.compressor_view.event_coverage`).
+    them (:func:`mofkit.lab.compressor_view.event_coverage`).
 
     Args:
         whole: uint8 (N, H, W, 3): the compressor's input frames (at most 16 are shown).

@@ -328,7 +328,7 @@ def compressor_tradeoff(summary: pd.DataFrame, *, direction: str = "t2v",
     videos per second (decode, compress, encode) where the table has it.
 
     Args:
-        summary: :func:`mofkit.train.studies.summarise_compressors`'s table (``regime``,
+        summary: :func:`mofkit.lab.summaries.summarise_compressors`'s table (``regime``,
             ``method``, ``compressor``, ``K``, ``gflops``, ``<direction>_R1`` and ``_sd``,
             optionally ``videos_per_s``, ``seeds``).
         direction: ``t2v`` or ``v2t``.
@@ -494,7 +494,7 @@ def paired_plot(summary: pd.DataFrame, *, direction: str = "t2v", baseline: str 
     row per (regime, method): a row whose bar crosses the zero line is no difference.
 
     Args:
-        summary: a paired study's summary (:func:`mofkit.train.studies.summarise_study`).
+        summary: a paired study's summary (:func:`mofkit.lab.runner.summarise_study`).
         direction: ``t2v`` or ``v2t``.
         baseline: ``uniform`` or ``rand``.
         title: axes title.

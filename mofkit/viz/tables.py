@@ -221,7 +221,7 @@ def _ci(row, tag: str) -> str:
 
 def paired_markdown(summary: pd.DataFrame, *, directions=("t2v", "v2t"),
                     baselines=("uniform", "rand")) -> str:
-    """A paired study's summary (:func:`mofkit.train.studies.summarise_study`) as a markdown
+    """A paired study's summary (:func:`mofkit.lab.runner.summarise_study`) as a markdown
     table: per regime and method, R@1 mean ± sd over seeds and the paired difference to each
     baseline with its 95 % interval (▲ / ▼ where the interval excludes zero), then the cost."""
     if summary.empty:
@@ -263,7 +263,7 @@ def paired_findings(summary: pd.DataFrame, *, methods=None, baselines=("uniform"
     (better / worse only when the interval excludes zero, else no difference).
 
     Args:
-        summary: :func:`mofkit.train.studies.summarise_study`'s table.
+        summary: :func:`mofkit.lab.runner.summarise_study`'s table.
         methods: the methods to state (default: every method that is not a baseline, in table order).
         baselines: what they are compared with.
         direction: ``t2v`` or ``v2t``.

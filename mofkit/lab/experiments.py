@@ -2,16 +2,13 @@
 
 :func:`run_name` names a setting's folder; :func:`result_row` flattens a finished run into the
 table row every study writes (the final test metrics of every direction, training time, inference
-GFLOPs per video and per caption). The studies themselves are in :mod:`mofkit.train.studies`.
+GFLOPs per video and per caption). The studies themselves are in :mod:`mofkit.lab.grids`.
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
-from mofkit.config import Config, apply_overrides
+from mofkit.config import Config
 from mofkit.eval.metrics import DIRECTIONS, METRIC_KEYS
 
 
