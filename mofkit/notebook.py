@@ -245,6 +245,20 @@ def train_compressor(s: Session, label: str, *, progress: bool = True):
                          {"mof.enabled": False, **COMPRESSORS[label]}, progress=progress)
 
 
+def finished_study(s: Session, name: str, *, measure: bool = True) -> tuple[pd.DataFrame, tuple[str, ...]]:
+    """A paired study's summary from what ``python -m mofkit study NAME`` has finished or kept
+    (nothing is trained), and the baselines its intervals compare against; prints how many runs
+    it read, or the command that trains them."""
+    from mofkit.lab.grids import get_study
+    from mofkit.lab.runner import run_study, summarise_study
+
+    runs = run_study(s.cfg, name, s.out, train_missing=False)
+    print(f"{len(runs)} finished {name}-study runs" + ("" if len(runs) else
+                                                       f": run python -m mofkit study {name} --profile {s.cfg.profile}"))
+    summary = summarise_study(s.cfg, name, runs, measure=measure)
+    return summary, get_study(s.cfg, name, s.out).baselines
+
+
 def compressor_vs_uniform(s: Session, label: str, *, measure: bool = True) -> pd.DataFrame:
     """The config's uniform run and its run with compressor ``label``, side by side: R@1 both
     ways, the paired difference to uniform with its 95 % interval (this seed; bootstrap over

@@ -105,3 +105,18 @@ def test_a_compressors_summary_renders_against_its_own_baselines(tmp_path):
     assert "image tower on K frames, temporal head and compressor" in text
     findings = render_table(tmp_path / "compressors_cpu.csv", show="findings")
     assert "- camera (3 seeds" in findings and "vs uniform K=16 +2.0 [+1.0, +3.0]: **better**" in findings
+
+
+def test_one_seeds_comparison_fits_a_page():
+    from mofkit.viz.tables import comparison_markdown
+
+    t = pd.DataFrame([{"method": "uniform", "K": 4, "N": 4, "t2v_R1": 29.04, "v2t_R1": 28.2, "gflops": 0.243144704,
+                       "train_seconds": 116.61442, "videos_per_s": 113.394433},
+                      {"method": "slots soft", "K": 4, "N": 32, "t2v_R1": 63.6, "v2t_R1": 60.1,
+                       "t2v_vs_uniform": 34.6, "t2v_vs_uniform_low": 29.0, "t2v_vs_uniform_high": 40.0,
+                       "v2t_vs_uniform": 30.0, "v2t_vs_uniform_low": 25.0, "v2t_vs_uniform_high": 35.0,
+                       "gflops": 0.2489, "train_seconds": 5.411568, "videos_per_s": 88.2}])
+    md = comparison_markdown(t)
+    assert "| uniform | 4 | 4 | 29.0 |  | 28.2 |  | 0.243 | 113 | 117 |" in md
+    assert "| slots soft | 4 | 32 | 63.6 | +34.6 [+29.0, +40.0] | 60.1 | +30.0 [+25.0, +35.0] |" in md
+    assert "5.411568" not in md and "113.394433" not in md

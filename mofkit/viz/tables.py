@@ -219,6 +219,24 @@ def _ci(row, tag: str) -> str:
     return f"{row[tag]:+.1f} [{row[f'{tag}_low']:+.1f}, {row[f'{tag}_high']:+.1f}]{mark}"
 
 
+def comparison_markdown(table: pd.DataFrame) -> str:
+    """One seed's runs side by side (``mofkit.notebook.compressor_vs_uniform``) as a markdown table
+    that fits a page: R@1 both ways to one decimal, the paired difference to uniform with its
+    95 % interval over test queries, the whole inference GFLOPs per video, measured videos/s and
+    training seconds, rounded."""
+    if table.empty:
+        return "(no runs)\n"
+    head = ["method", "K", "N", "t2v R@1", "t2v vs uniform (95 % CI)", "v2t R@1", "v2t vs uniform (95 % CI)", "GFLOPs/video", "videos/s (end to end)", "train s"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for _, r in table.iterrows():
+        speed = f"{r['videos_per_s']:.0f}" if "videos_per_s" in r and pd.notna(r["videos_per_s"]) else ""
+        cells = [str(r["method"]), str(int(r["K"])), str(int(r["N"])), f"{r['t2v_R1']:.1f}", _ci(r, "t2v_vs_uniform"),
+                 f"{r['v2t_R1']:.1f}", _ci(r, "v2t_vs_uniform"), f"{r['gflops']:.3f}", speed,
+                 f"{r['train_seconds']:.0f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n\n*one seed: the interval is over test queries only.*\n"
+
+
 def paired_markdown(summary: pd.DataFrame, *, directions=("t2v", "v2t"),
                     baselines=("uniform", "rand")) -> str:
     """A paired study's summary (:func:`mofkit.lab.runner.summarise_study`) as a markdown
