@@ -60,20 +60,32 @@ def test_imports_flow_one_way_between_rooms():
            for upper, lowers in LOWER_THAN.items() for lower in lowers if upper in imports.get(lower, {})]
     assert not bad, bad
     # no circle of any length between rooms
-    graph = {room: set(others) for room, others in imports.items()}
+    circle = find_circle({room: set(others) for room, others in imports.items()})
+    assert not circle, f"import circle: {' -> '.join(circle)}"
+
+
+def find_circle(graph: dict[str, set[str]]) -> list[str]:
+    """A circle of the directed graph (its nodes in order, the first repeated at the end), or []."""
     state: dict[str, int] = {}
 
-    def visit(room: str, path: list[str]) -> None:
-        state[room] = 1
-        for nxt in graph.get(room, ()):
-            assert state.get(nxt) != 1, f"import circle: {' -> '.join(path + [room, nxt])}"
+    def visit(node: str, path: list[str]) -> list[str]:
+        state[node] = 1
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return path + [node, nxt]
             if nxt not in state:
-                visit(nxt, path + [room])
-        state[room] = 2
+                found = visit(nxt, path + [node])
+                if found:
+                    return found
+        state[node] = 2
+        return []
 
-    for room in list(graph):
-        if room not in state:
-            visit(room, [])
+    for node in sorted(graph):
+        if node not in state:
+            found = visit(node, [])
+            if found:
+                return found
+    return []
 
 
 def test_the_import_check_sees_a_violation(tmp_path, monkeypatch):
@@ -207,16 +219,6 @@ def test_no_import_circle_between_modules():
     through imports inside functions (which would hide one at import time)."""
     graph = module_imports()
     assert "mofkit.train.tasks" in graph["mofkit.train.loop"]  # the graph sees imports
-    state: dict[str, int] = {}
-
-    def visit(m: str, path: list[str]) -> None:
-        state[m] = 1
-        for nxt in sorted(graph.get(m, ())):
-            assert state.get(nxt) != 1, f"import circle: {' -> '.join(path + [m, nxt])}"
-            if nxt not in state:
-                visit(nxt, path + [m])
-        state[m] = 2
-
-    for m in sorted(graph):
-        if m not in state:
-            visit(m, [])
+    circle = find_circle(graph)
+    assert not circle, f"import circle: {' -> '.join(circle)}"
+    assert find_circle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]  # it can fail

@@ -40,6 +40,17 @@ def _add_ceilings(table: pd.DataFrame, runs: pd.DataFrame, frames) -> None:
         table[col] = [cache[(reg, int(n))][col] for reg, n in zip(table["regime"], frames)]
 
 
+def _describe(cfg: Config, table: pd.DataFrame, runs: pd.DataFrame, frames: str) -> None:
+    """The columns every paired summary has: each regime's test videos, the profile and, on a
+    corpus with timelines, the best t2v R@1 the frames of column ``frames`` allow (information
+    and colour-only ceilings)."""
+    tests = runs.groupby("regime")["n_test_videos"].first()
+    table["n_test_videos"] = table["regime"].map(tests).astype(int)
+    table["profile"] = cfg.profile
+    if dataset_spec(cfg.data.dataset).timelines and "data.root" in runs:
+        _add_ceilings(table, runs, table[frames])
+
+
 def summarise_paired(cfg: Config, runs: pd.DataFrame, *, measure: bool = True) -> pd.DataFrame:
     """A paired study's table: per regime and method, seeds, R@1 mean and sd, the paired 95 %
     interval of the difference to ``uniform`` and to ``rand``
@@ -57,12 +68,7 @@ def summarise_paired(cfg: Config, runs: pd.DataFrame, *, measure: bool = True) -
     regimes = {r: i for i, r in enumerate(REGIMES)}
     table = table.sort_values(by=["regime", "method"], key=lambda c: c.map(
         regimes if c.name == "regime" else order)).reset_index(drop=True)
-    tests = runs.groupby("regime")["n_test_videos"].first()
-    table["n_test_videos"] = table["regime"].map(tests).astype(int)
-    table["profile"] = cfg.profile
-    if dataset_spec(cfg.data.dataset).timelines and "data.root" in runs:
-        # the best t2v R@1 the K uniform test frames allow on each regime's test videos
-        _add_ceilings(table, runs, table["K"])
+    _describe(cfg, table, runs, "K")  # the ceilings of the K uniform test frames
     if measure:
         root = timing_root(cfg, runs)
         speed = {k: measured_throughput(cfg, root, int(k)) for k in table["K"].unique()}
@@ -98,12 +104,7 @@ def summarise_compressors(cfg: Config, runs: pd.DataFrame, *, measure: bool = Tr
     corpora = list(COMPRESSOR_CORPORA)
     table = table.sort_values(by=["regime"], key=lambda c: c.map({c_: i for i, c_ in enumerate(corpora)}),
                               kind="stable").reset_index(drop=True)
-    tests = runs.groupby("regime")["n_test_videos"].first()
-    table["n_test_videos"] = table["regime"].map(tests).astype(int)
-    table["profile"] = cfg.profile
-    if dataset_spec(cfg.data.dataset).timelines and "data.root" in runs:
-        # the best t2v R@1 the frames each row reads allow: K uniform, or a compressor's N
-        _add_ceilings(table, runs, table["N"])
+    _describe(cfg, table, runs, "N")  # the frames each row reads: K uniform, or a compressor's N
     if measure:
         root = timing_root(cfg, runs)
         speed = {}
