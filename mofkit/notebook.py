@@ -245,6 +245,18 @@ def train_compressor(s: Session, label: str, *, progress: bool = True):
                          {"mof.enabled": False, **COMPRESSORS[label]}, progress=progress)
 
 
+def corpus_timeline(s: Session) -> dict:
+    """Each video's captioned events in time where the dataset records them (the synthetic corpus),
+    else an empty dict (figures then draw frames without events)."""
+    from mofkit.data.datasets import dataset_spec
+
+    if not dataset_spec(s.cfg.data.dataset).timelines:
+        return {}
+    from mofkit.data.synthetic import load_timeline
+
+    return load_timeline(s.cfg.data.root)
+
+
 def uniform_ceiling(s: Session, video_ids) -> "pd.DataFrame | None":
     """The best R@1 K uniform frames allow on these test videos, per K of ``study.k_values``
     (:func:`mofkit.eval.ceiling.ceiling_table`), where the dataset records event timelines; else None."""
@@ -252,10 +264,9 @@ def uniform_ceiling(s: Session, video_ids) -> "pd.DataFrame | None":
 
     if not dataset_spec(s.cfg.data.dataset).timelines:
         return None
-    from mofkit.data.synthetic import load_timeline
     from mofkit.eval.ceiling import ceiling_table
 
-    return ceiling_table(load_timeline(s.cfg.data.root), video_ids, s.cfg.study.k_values)
+    return ceiling_table(corpus_timeline(s), video_ids, s.cfg.study.k_values)
 
 
 def finished_study(s: Session, name: str, *, measure: bool = True) -> tuple[pd.DataFrame, tuple[str, ...]]:

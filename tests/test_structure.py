@@ -193,6 +193,13 @@ def test_only_the_dataset_registry_branches_on_a_dataset_name():
                 consts = [c for s in sides for c in ast.walk(s) if isinstance(c, ast.Constant)]
                 if any(isinstance(c.value, str) and c.value in DATASETS for c in consts):
                     found.append(f"{path.relative_to(PKG.parent)}:{node.lineno}")
+    import nbformat  # the notebooks' cells too
+
+    for path in sorted((PKG.parent / "notebooks").glob("*.ipynb")):
+        for i, cell in enumerate(nbformat.read(path, as_version=4).cells):
+            if cell.cell_type == "code" and any(f'== "{d}"' in cell.source or f'!= "{d}"' in cell.source
+                                                for d in DATASETS):
+                found.append(f"{path.name} cell {i}")
     assert not found, found
 
 
