@@ -130,7 +130,10 @@ def test_an_interrupted_build_goes_on_where_it_stopped(session, model, tmp_path,
 
 
 _CHILD = """
-import sys, time
+import signal, sys, time
+# as a terminal's command gets it: a job started in the background (nohup, `&`) inherits SIGINT
+# ignored, and Python then installs no KeyboardInterrupt handler
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from mofkit.eval.index import IndexModel, build_index
 
 embed = IndexModel.embed
