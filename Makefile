@@ -18,8 +18,12 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[notebooks,dev]"
-	@# notebooks are committed without outputs: git strips them on add (.gitattributes names the filter)
-	@if git rev-parse --git-dir >/dev/null 2>&1; then $(BIN)/python -m nbstripout --install; fi
+	@# notebooks are committed without outputs: git strips them on add (.gitattributes names the
+	@# filter), keeping the notebooks' own cell ids (--keep-id; nbstripout would renumber them)
+	@if git rev-parse --git-dir >/dev/null 2>&1; then \
+		$(BIN)/python -m nbstripout --install && \
+		git config filter.nbstripout.clean "'$(abspath $(BIN))/python' -m nbstripout --keep-id" && \
+		git config diff.ipynb.textconv "'$(abspath $(BIN))/python' -m nbstripout -t --keep-id"; fi
 	@touch $(STAMP)
 
 run: $(STAMP)

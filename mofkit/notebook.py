@@ -269,6 +269,22 @@ def uniform_ceiling(s: Session, video_ids) -> "pd.DataFrame | None":
     return ceiling_table(corpus_timeline(s), video_ids, s.cfg.study.k_values)
 
 
+def committed_findings(*files: str) -> str:
+    """The findings of committed study summaries (``docs/results/<file>``), generated from the files
+    as the README's are, so that a notebook's conclusion never goes stale when a study re-runs."""
+    from mofkit.viz.tables import render_table
+
+    results = _anchor("docs/results")
+    parts = []
+    for name in files:
+        path = results / name
+        if not path.is_file():
+            parts.append(f"*`docs/results/{name}` is not in this checkout.*\n")
+            continue
+        parts.append(render_table(path, show="findings", label=f"docs/results/{name}"))
+    return "\n".join(parts)
+
+
 def finished_study(s: Session, name: str, *, measure: bool = True) -> tuple[pd.DataFrame, tuple[str, ...]]:
     """A paired study's summary from what ``python -m mofkit study NAME`` has finished or kept
     (nothing is trained), and the baselines its intervals compare against; prints how many runs

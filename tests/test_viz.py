@@ -445,7 +445,7 @@ def test_static_explorer_figure_rows_start_epochs_and_difference():
     # uniform frames equal to snapshot 0 (as notebook 04 passes them) are not shown twice
     fig = W.static_explorer_figure(snaps, uniform={v: x[0] for v, x in snaps.items()}, max_snapshots=2)
     np.testing.assert_array_equal(image_arrays(fig)[0], F._mosaic(snaps["video0"][[0, 1, 3], 0]))
-    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["uniform", "ep 1", "ep 3"]
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["uniform", "after ep 1", "after ep 3"]
 
 
 def test_gaps_scale_with_large_frames():
@@ -508,3 +508,15 @@ def test_the_compressor_outputs_figure_checks_its_inputs():
         F.compressor_outputs(whole, uni, coded_frames(3))
     with pytest.raises(ValueError, match="coverage has 0 entries for 1 events"):
         F.compressor_outputs(whole, uni, uni, selection=sel, events=[{"start": 0, "end": 1}], coverage=[])
+
+
+def test_snapshots_are_labelled_as_the_training_log_counts():
+    """Snapshot 0 is saved before training; snapshot e after the log's "epoch e/E"."""
+    assert F.epoch_label(0) == "start" and F.epoch_label(2) == "after ep 2"
+    s = np.random.default_rng(0).integers(0, 256, (3, 2, 6, 6, 3), dtype=np.uint8)
+    fig = F.frames_over_epochs(s, epochs=[0, 1, 2])
+    ticks = [t.get_text() for t in fig.axes[0].get_xticklabels()]
+    assert ticks == ["start", "after ep 1", "after ep 2"]
+    plot = fig.axes[-1]
+    assert plot.lines[-1].get_linestyle() == "--"  # the mean, dashed, under each frame's line
+    assert all(line.get_zorder() > plot.lines[-1].get_zorder() for line in plot.lines[:-1])

@@ -608,6 +608,12 @@ def compressor_outputs(whole, uniform, outputs, *, selection=None, positions=Non
     return fig
 
 
+def epoch_label(epoch: int) -> str:
+    """A snapshot's label: ``start`` for epoch 0 (saved before training), else ``after ep e``,
+    e counted from 1 as the training log counts (``epoch e/E``)."""
+    return "start" if epoch == 0 else f"after ep {epoch}"
+
+
 def frames_over_epochs(snapshots, *, epochs: Sequence[int] | None = None, frame: int | None = None,
                        max_epochs: int = 12) -> Figure:
     """How a video's compressed frames change over training.
@@ -648,19 +654,21 @@ def frames_over_epochs(snapshots, *, epochs: Sequence[int] | None = None, frame:
         ax.set_ylabel(f"frame {f}", fontsize=FONT, rotation=0, ha="right", va="center", labelpad=4)
         if r == 0:
             ax.xaxis.tick_top()
-            ax.set_xticks(_centres(len(cols), w), [f"ep {epochs[i]}" for i in cols], fontsize=FONT - 1)
+            ax.set_xticks(_centres(len(cols), w), [epoch_label(epochs[i]) for i in cols], fontsize=FONT - 1)
             ax.tick_params(length=0, pad=2)
         top += strip_h + 0.06
     ax = _add_axes(fig, 0.75, top + 0.35, fig_w - 0.95, plot_h)
     change = _diff_map(levels[:, frames], levels[:1, frames]).mean(axis=(2, 3))  # (E, F)
-    if len(frames) > 1:
+    if len(frames) > 1:  # each frame's line drawn over the mean's, with its own marker: frames
+        # that change alike would otherwise vanish under one thick line
         for j, f in enumerate(frames):
-            ax.plot(epochs, change[:, j], lw=0.9, alpha=0.6, color=f"C{j % 10}",
-                    label=f"frame {f}" if len(frames) <= 8 else None)
-    ax.plot(epochs, change.mean(axis=1), marker="o", ms=3.5, lw=1.8, color="black",
-            label="mean" if len(frames) > 1 else f"frame {frames[0]}")
-    ax.set_xlabel("epoch", fontsize=FONT)
-    ax.set_ylabel(f"mean |change| vs ep {epochs[0]}\n(grey levels)", fontsize=FONT)
+            ax.plot(epochs, change[:, j], lw=1.3, alpha=0.9, color=f"C{j % 10}", zorder=3,
+                    marker="os^vDP*X"[j % 8], ms=3.5, label=f"frame {f}" if len(frames) <= 8 else None)
+        ax.plot(epochs, change.mean(axis=1), lw=1.2, ls="--", color="black", zorder=2, label="mean")
+    else:
+        ax.plot(epochs, change[:, 0], marker="o", ms=3.5, lw=1.8, color="black", label=f"frame {frames[0]}")
+    ax.set_xlabel("epochs trained (0: the start, before any training)", fontsize=FONT)
+    ax.set_ylabel(f"mean |change| since {epoch_label(epochs[0])}\n(grey levels)", fontsize=FONT)
     ax.xaxis.get_major_locator().set_params(integer=True)  # epochs
     ax.tick_params(labelsize=FONT - 1)
     ax.grid(alpha=0.3)

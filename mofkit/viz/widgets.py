@@ -16,7 +16,7 @@ from typing import Mapping, Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
-from mofkit.viz.frames import (CELL, FONT, _add_axes, _as_frames, _centres, _diff_cmap, _diff_map,
+from mofkit.viz.frames import (CELL, epoch_label, FONT, _add_axes, _as_frames, _centres, _diff_cmap, _diff_map,
                                _diff_scale, _even, _fmt_levels, _interp, _levels, _mosaic,
                                _strip_width, _wrap, save_figure)
 
@@ -142,12 +142,12 @@ def frame_explorer(snapshots_by_video: Mapping[str, object], *,
         e, f = min(epoch.value, s.shape[0] - 1), min(frame.value, s.shape[1] - 1)
         start, start_label = starts[vid]
         ep = labels[vid][e]
-        epoch_readout.value = f"<b>{ep}</b> (snapshot {e + 1}/{s.shape[0]})"
+        epoch_readout.value = f"<b>{epoch_label(ep)}</b> (snapshot {e + 1}/{s.shape[0]})"
         text = (captions or {}).get(vid, "")
         caption.value = f"<b>{html.escape(str(vid))}</b>" + (f": {html.escape(text)}" if text else "")
         image.value = render_explorer_view(start[f], s[e, f], vmax=scale[vid],
-                                           title=f"{vid}, frame {f}, epoch {ep}",
-                                           start_label=start_label, current_label=f"epoch {ep}")
+                                           title=f"{vid}, frame {f}, {epoch_label(ep)}",
+                                           start_label=start_label, current_label=epoch_label(ep))
 
     def on_video(change):
         s = snaps[change["new"]]
@@ -199,8 +199,8 @@ def static_explorer_figure(snapshots_by_video: Mapping[str, object], *,
         pick = (first + _even(s.shape[0] - first, max_snapshots) if s.shape[0] > first
                 else np.array([], int))
         imgs = np.concatenate([start[frame][None], s[pick, frame]])  # (1 + P, H, W, 3)
-        titles = (["uniform" if own else f"ep {labels[vid][0]}"]
-                  + [f"ep {labels[vid][p]}" for p in pick])
+        titles = (["uniform" if own else epoch_label(labels[vid][0])]
+                  + [epoch_label(labels[vid][p]) for p in pick])
         last = s[pick[-1] if len(pick) else 0, frame]
         rows.append((vid, _as_frames(imgs), titles, _diff_map(255 * last, 255 * start[frame]),
                      (captions or {}).get(vid)))
