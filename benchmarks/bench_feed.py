@@ -68,8 +68,7 @@ def run_read_ahead(bank, batches, device_step: float, depth: int, workers: int) 
     # The buffers are reused, as CUDA's pinned-memory cache reuses the blocks that
     # mofkit.device.host_buffer allocates (a fresh CPU allocation would be paid in page faults).
     # A float16 bank is read as stored (half the bytes) and widened on the device, as the task does.
-    dtype = torch.float16 if bank.dtype == "float16" else torch.float32
-    ring = [torch.empty((len(batches[0]), *bank.frame_shape), dtype=dtype) for _ in range(depth + 2)]
+    ring = [torch.empty((len(batches[0]), *bank.frame_shape), dtype=bank.torch_dtype) for _ in range(depth + 2)]
 
     def load(job):
         j, rows = job

@@ -341,7 +341,6 @@ def bank_path(c: Check, cfg, bundle) -> None:
         bank = FrameBank.create(root / "bank", [f"v{i}" for i in range(videos)], k, s,
                                 dtype=cfg.mof.bank_dtype,
                                 init=lambda rows: torch.randn(len(rows), k, 3, s, s, generator=g))
-        stored = torch.float16 if bank.dtype == "float16" else torch.float32
         build_s = time.perf_counter() - t
         bank.read(range(videos))  # into the page cache, as a bank being trained on is
         order = torch.randperm(videos, generator=g).numpy()
@@ -351,7 +350,7 @@ def bank_path(c: Check, cfg, bundle) -> None:
         opt = torch.optim.AdamW(params, lr=1e-5, fused=not c.dry)
 
         def load(rows):
-            return bank.read(rows, out=host_buffer((len(rows), *bank.frame_shape), stored, c.device))
+            return bank.read(rows, out=host_buffer((len(rows), *bank.frame_shape), bank.torch_dtype, c.device))
 
         t = time.perf_counter()
         nbytes = 0

@@ -211,6 +211,12 @@ class FrameBank(BankUpdates):
         return str(self._meta["dtype"])
 
     @property
+    def torch_dtype(self) -> torch.dtype:
+        """The frames' storage as a torch dtype: a host buffer of it takes a read as stored (a
+        float16 bank moves half the bytes and is widened on the device)."""
+        return torch.float16 if self.dtype == "float16" else torch.float32
+
+    @property
     def generation(self) -> int:
         """The generation this handle reads and writes."""
         return self._generation

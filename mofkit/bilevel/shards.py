@@ -172,6 +172,10 @@ class ShardedBank:
     def dtype(self) -> str:
         return next(iter(self._shards.values())).dtype
 
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return next(iter(self._shards.values())).torch_dtype
+
     def __repr__(self) -> str:
         return (f"ShardedBank(shards {list(self._shards)} of {self.num_shards}, videos="
                 f"{self.num_videos}, frames={self.frame_shape}, dtype={self.dtype})")

@@ -270,8 +270,7 @@ class MOFTask(Task):
     def _read_host(self, rows: np.ndarray) -> tuple[np.ndarray, torch.Tensor]:
         """Bank frames of these rows in a host buffer (pinned for a CUDA device), in the bank's
         storage dtype: a float16 bank moves half the bytes and is widened on the device."""
-        dtype = torch.float16 if self.bank.dtype == "float16" else torch.float32
-        buf = host_buffer((len(rows), *self.bank.frame_shape), dtype, self.trainer.device)
+        buf = host_buffer((len(rows), *self.bank.frame_shape), self.bank.torch_dtype, self.trainer.device)
         return rows, self.bank.read(rows, out=buf)
 
     def _next_host(self, rows: np.ndarray) -> torch.Tensor | None:
